@@ -1,0 +1,70 @@
+# Front door. `make train` and `make test` set everything up on first use.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# torch/torchvision are installed first and pinned: these builds are known to work.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+SYNTH_DIR ?= data/synthetic-jersey
+SYNTH_ARGS ?= --per-class 60 --seed 0 --image-size 48
+ARGS ?=
+
+.PHONY: help setup train data test lint format typecheck pytest bench clean
+
+help:
+	@echo "make setup      create $(VENV) and install the package with dev tools"
+	@echo "make train      generate the synthetic dataset (once) and train the demo on CPU"
+	@echo "make test       ruff, ruff format --check, mypy --strict, pytest"
+	@echo "make lint | format | typecheck | pytest | bench | clean"
+	@echo "Pass Hydra overrides with ARGS='trainer.max_epochs=2 data.image_size=32'"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+setup: $(VENV)/.installed-dev
+
+$(SYNTH_DIR)/.complete: | $(VENV)/.installed
+	$(BIN)/classifier-synth --out $(SYNTH_DIR) $(SYNTH_ARGS)
+
+data: $(SYNTH_DIR)/.complete
+
+train: $(VENV)/.installed $(SYNTH_DIR)/.complete
+	$(BIN)/classifier-train --config-name train_demo $(ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy src
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/pytest
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy src
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed-dev
+	$(PY) benchmarks/data_pipeline.py
+	$(PY) benchmarks/callbacks_overhead.py
+	$(PY) benchmarks/inference.py
+
+clean:
+	rm -rf outputs multirun .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Hydra configuration files (root configs and one group per concern)."""

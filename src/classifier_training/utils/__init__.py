@@ -1,0 +1,1 @@
+"""Small shared helpers (Hydra registration, atomic file writes)."""
