@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from classifier_training.synthetic import SynthConfig, generate_dataset
 from tests.helpers import make_jsonl_dataset
 
 FAST = [
@@ -53,7 +54,13 @@ def run_train(
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_jsonl_dataset(tmp_path_factory.mktemp("e2e") / "data", per_class=8)
+    """Three classes of the built-in synthetic jersey data, 8 train rows each."""
+    root = tmp_path_factory.mktemp("e2e") / "data"
+    config = SynthConfig(
+        out_dir=root, per_class=8, image_size=32, classes=("", "7", "23")
+    )
+    generate_dataset(config, log=lambda _: None)
+    return root
 
 
 @pytest.fixture(scope="module")

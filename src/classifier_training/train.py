@@ -71,6 +71,15 @@ def build_model(
         raise ConfigError(
             f"model._target_ must build a BaseClassificationModel, got {type(model)}"
         )
+    if (
+        model.hparams["class_weighted_loss"]
+        and datamodule.config.sampler.mode != "disabled"
+    ):
+        logger.warning(
+            "model.class_weighted_loss=true with data.sampler.mode="
+            f"{datamodule.config.sampler.mode}: both correct for imbalance, together "
+            "they over-correct; consider data.sampler.mode=disabled"
+        )
     return model
 
 
