@@ -79,8 +79,11 @@ def make_folder_dataset(
     valid_name: str = "val",
 ) -> Path:
     """A class-per-folder dataset: ``<split>/<class>/*.png``."""
-    for split, count in (("train", per_class), (valid_name, eval_per_class),
-                         ("test", eval_per_class)):
+    for split, count in (
+        ("train", per_class),
+        (valid_name, eval_per_class),
+        ("test", eval_per_class),
+    ):
         for class_index, label in enumerate(labels):
             folder = root / split / label
             folder.mkdir(parents=True, exist_ok=True)

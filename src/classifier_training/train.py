@@ -7,6 +7,7 @@ test; writes ``metrics.json`` and prints a summary.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Mapping
@@ -70,6 +71,15 @@ def build_model(
     if not isinstance(model, BaseClassificationModel):
         raise ConfigError(
             f"model._target_ must build a BaseClassificationModel, got {type(model)}"
+        )
+    if (
+        model.hparams["class_weighted_loss"]
+        and datamodule.config.sampler.mode != "disabled"
+    ):
+        logger.warning(
+            "model.class_weighted_loss=true with data.sampler.mode="
+            f"{datamodule.config.sampler.mode}: both correct for imbalance, together "
+            "they over-correct; consider data.sampler.mode=disabled"
         )
     return model
 
@@ -206,12 +216,25 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     return metrics
 
 
+def forward_loguru_to_logging() -> None:
+    """Send loguru records through stdlib logging, so Hydra's handlers (console and
+    the run folder's ``train.log``) receive the project's warnings too."""
+
+    def sink(message: Any) -> None:
+        record = message.record
+        logging.getLogger(record["name"]).log(record["level"].no, record["message"])
+
+    logger.remove()
+    logger.add(sink, level="INFO", format="{message}")
+
+
 @hydra.main(
     version_base="1.3", config_path="conf", config_name="train_jersey_ocr_resnet18"
 )
 def hydra_main(cfg: DictConfig) -> float | None:
     """The Hydra task: train, and report bad input as one clear line."""
     output_dir = Path(HydraConfig.get().runtime.output_dir)
+    forward_loguru_to_logging()
     try:
         metrics = train(cfg, output_dir)
     except (DataError, ConfigError, WeightsError, ValueError) as error:

@@ -69,7 +69,13 @@ def load_backbone_weights(network: nn.Module, path: str | Path, arch: str) -> No
         if k.startswith("fc.") and (k not in own or state[k].shape != own[k].shape)
     }
     state = {k: v for k, v in state.items() if k not in head}
-    result = network.load_state_dict(state, strict=False)
+    try:
+        result = network.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches raise even when not strict
+        first = str(error).splitlines()[1:2]
+        raise WeightsError(
+            f"model.weights_path: {file} does not fit {arch}: {' '.join(first).strip()}"
+        ) from None
     missing = [k for k in result.missing_keys if not k.startswith("fc.")]
     unexpected = result.unexpected_keys
     if missing or unexpected:

@@ -1,0 +1,107 @@
+"""``JerseyNumberDataset``: samples from any reader, decoded and transformed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from PIL import Image
+from torch.utils.data import Dataset
+
+from classifier_training.data.image_io import load_image
+from classifier_training.data.readers import Sample, build_class_to_idx, read_split
+from classifier_training.data.transforms import ResizeToInput
+from classifier_training.types import ClassificationSample
+
+ImageLoader = Callable[[Path], Image.Image]
+Transform = Callable[[Image.Image], object]
+
+
+class DecodeAndResize:
+    """Default image loader: decode to RGB, then the deterministic resize.
+
+    The output of this stage is what the image cache stores, so caching never
+    changes results.
+    """
+
+    def __init__(self, resize: ResizeToInput | None) -> None:
+        """Create the loader.
+
+        Args:
+            resize: The resize stage, or ``None`` to keep the original size.
+        """
+        self.resize = resize
+
+    def __call__(self, path: Path) -> Image.Image:
+        """Load ``path`` as a resized RGB image."""
+        image = load_image(path)
+        return self.resize(image) if self.resize is not None else image
+
+
+class JerseyNumberDataset(Dataset[ClassificationSample]):
+    """Image classification dataset over annotated samples.
+
+    Despite its name (it was written for jersey numbers, read from JSONL
+    annotations) it serves any labelled images: one item per annotation row, so an
+    image that appears in several rows yields several items.
+
+    Args:
+        samples: The rows, e.g. from :func:`classifier_training.data.read_split`.
+        class_to_idx: Class name to index; every sample's label must be in it.
+        transform: Applied to the loaded image; must return a tensor.
+        loader: Turns a path into an image (default: decode + no resize).
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        class_to_idx: Mapping[str, int],
+        transform: Transform | None = None,
+        loader: ImageLoader | None = None,
+    ) -> None:
+        unknown = sorted({s.label for s in samples} - set(class_to_idx))
+        if unknown:
+            raise ValueError(f"labels not in class_to_idx: {unknown[:5]}")
+        self.samples = list(samples)
+        self.class_to_idx = dict(class_to_idx)
+        self.targets = [self.class_to_idx[s.label] for s in self.samples]
+        self.transform = transform
+        self.loader: ImageLoader = loader or DecodeAndResize(None)
+
+    @classmethod
+    def from_split(
+        cls,
+        split_dir: Path,
+        class_to_idx: Mapping[str, int] | None = None,
+        transform: Transform | None = None,
+    ) -> JerseyNumberDataset:
+        """Read a split folder (either layout); rows with unknown labels are dropped.
+
+        Args:
+            split_dir: The split folder.
+            class_to_idx: Classes to keep (default: built from this split).
+            transform: Applied to each loaded image.
+
+        Returns:
+            The dataset.
+        """
+        samples = read_split(split_dir)
+        mapping = class_to_idx or build_class_to_idx(s.label for s in samples)
+        kept = [s for s in samples if s.label in mapping]
+        return cls(kept, mapping, transform)
+
+    def __len__(self) -> int:
+        """Number of rows."""
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> ClassificationSample:
+        """Load, transform and label row ``index``."""
+        sample = self.samples[index]
+        image = self.loader(sample.image)
+        data = self.transform(image) if self.transform is not None else image
+        return {"images": data, "labels": self.targets[index]}  # type: ignore[typeddict-item]
+
+    def class_counts(self) -> Counter[int]:
+        """Rows per class index."""
+        return Counter(self.targets)

@@ -1,0 +1,169 @@
+"""Command-line interface of the synthetic dataset generator.
+
+Installed as ``classifier-synth``; also ``python -m classifier_training.synthetic``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from classifier_training.synthetic.generator import (
+    DEFAULT_CLASSES,
+    SynthConfig,
+    SynthError,
+    default_workers,
+    generate_dataset,
+    parse_class_spec,
+)
+
+_DESCRIPTION = """\
+Render a synthetic jersey-number classification dataset: crops of the back of a
+jersey showing a number 0-99, or no number (the empty label ""). Jersey and
+number colours (with guaranteed contrast), fonts, outline, size, position,
+rotation, perspective, fabric shading, blur, noise and JPEG quality vary per
+image. Output is deterministic: the same arguments give byte-identical files
+for any --workers.
+
+Layout: OUT/{train,valid,test}/images/*.jpg plus OUT/<split>/annotations.jsonl
+with lines {"image", "prefix": "jersey number", "suffix": <label>, "metadata"}.
+OUT/synth_config.json records the configuration; OUT/.complete is written last.
+Re-running with the same arguments on a complete dataset is a no-op."""
+
+_CLASSES_HELP = """\
+classes to render (default: all = 0-99 plus empty). Comma-separated tokens:
+a number '7', an inclusive range '0-20', 'empty' for the empty label (no number)
+or 'all'. An empty token, e.g. a leading/trailing comma as in '0-9,', also adds
+the empty label. Examples: '0-20', '7,10,23', '0-9,empty'."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _class_spec(text: str) -> tuple[str, ...]:
+    try:
+        return parse_class_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser for ``classifier-synth``.
+
+    Returns:
+        The configured parser.
+    """
+    defaults = SynthConfig(out_dir=Path("."))
+    parser = argparse.ArgumentParser(
+        prog="classifier-synth",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="output directory"
+    )
+    parser.add_argument(
+        "--per-class",
+        type=_positive_int,
+        default=defaults.per_class,
+        metavar="N",
+        help=(
+            "training images per class (default: %(default)s); valid and test get "
+            "max(2, round(0.2 * N)) each"
+        ),
+    )
+    parser.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=defaults.seed,
+        metavar="S",
+        help="master random seed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=defaults.image_size,
+        metavar="PX",
+        help=(
+            "crop height in pixels; width varies between 0.75 and 1.0 times it "
+            "(default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--classes",
+        type=_class_spec,
+        default=DEFAULT_CLASSES,
+        metavar="SPEC",
+        help=_CLASSES_HELP,
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help=(
+            "worker processes (default: min(2, CPU count) = "
+            f"{default_workers()}); does not change the output"
+        ),
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=(
+            "replace an incomplete or differently-configured dataset in DIR "
+            "(only files this tool writes are removed)"
+        ),
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print errors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``classifier-synth``.
+
+    Args:
+        argv: Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        Process exit status: 0 on success, 1 if the dataset could not be written.
+        Invalid arguments exit with status 2 (argparse).
+    """
+    args = build_parser().parse_args(argv)
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(message, flush=True)
+
+    try:
+        config = SynthConfig(
+            out_dir=args.out,
+            per_class=args.per_class,
+            seed=args.seed,
+            image_size=args.image_size,
+            classes=args.classes,
+            workers=args.workers,
+            overwrite=args.overwrite,
+        )
+        generate_dataset(config, log=log)
+    except (SynthError, ValueError, OSError) as exc:
+        print(f"classifier-synth: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

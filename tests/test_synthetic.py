@@ -1,0 +1,337 @@
+"""Tests for the built-in synthetic jersey-number dataset generator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+import classifier_training.synthetic as synthetic_pkg
+from classifier_training.synthetic import (
+    DEFAULT_CLASSES,
+    SPLITS,
+    SynthConfig,
+    SynthError,
+    dataset_is_complete,
+    generate_dataset,
+    parse_class_spec,
+    render_sample,
+)
+from classifier_training.synthetic.cli import main
+
+CLASSES = ("3", "7", "23", "")
+PER_CLASS = 4
+EVAL_PER_CLASS = 2  # max(2, round(0.2 * 4))
+IMAGE_SIZE = 32
+
+
+def _config(out_dir: Path, **overrides: Any) -> SynthConfig:
+    params: dict[str, Any] = {
+        "out_dir": out_dir,
+        "per_class": PER_CLASS,
+        "seed": 7,
+        "image_size": IMAGE_SIZE,
+        "classes": CLASSES,
+        "workers": 1,
+    }
+    params.update(overrides)
+    return SynthConfig(**params)
+
+
+def _read_rows(split_dir: Path) -> list[dict[str, Any]]:
+    lines = (split_dir / "annotations.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _file_bytes(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    """One small dataset shared by the read-only tests."""
+    out = tmp_path_factory.mktemp("synth") / "data"
+    counts = generate_dataset(_config(out))
+    return out, counts
+
+
+# ----------------------------------------------------------------- class specs
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("0-3", ("0", "1", "2", "3")),
+        ("7,23", ("7", "23")),
+        ("23, 7,7", ("7", "23")),
+        ("empty", ("",)),
+        ("7,23,empty", ("7", "23", "")),
+        (",5", ("5", "")),
+        ("0-2,", ("0", "1", "2", "")),
+        ("99,EMPTY,0", ("0", "99", "")),
+    ],
+)
+def test_parse_class_spec(spec: str, expected: tuple[str, ...]) -> None:
+    assert parse_class_spec(spec) == expected
+
+
+def test_parse_class_spec_all_and_default() -> None:
+    assert parse_class_spec("all") == DEFAULT_CLASSES
+    assert len(DEFAULT_CLASSES) == 101
+    assert DEFAULT_CLASSES[0] == "0"
+    assert DEFAULT_CLASSES[-2:] == ("99", "")
+
+
+@pytest.mark.parametrize("spec", ["", "  ", "abc", "5-2", "100", "0-100", "-3", "1.5"])
+def test_parse_class_spec_rejects_invalid(spec: str) -> None:
+    with pytest.raises(ValueError, match="class spec"):
+        parse_class_spec(spec)
+
+
+def test_config_validation(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="per_class"):
+        _config(tmp_path, per_class=0)
+    with pytest.raises(ValueError, match="invalid class label"):
+        _config(tmp_path, classes=("07",))
+    with pytest.raises(ValueError, match="duplicate"):
+        _config(tmp_path, classes=("1", "1"))
+    cfg = _config(tmp_path, classes=("", "10", "2"))
+    assert cfg.classes == ("2", "10", "")
+    assert cfg.per_class_counts() == {"train": 4, "valid": 2, "test": 2}
+    assert _config(tmp_path, per_class=60).eval_per_class == 12
+
+
+# ---------------------------------------------------------------- dataset files
+
+
+def test_layout_and_jsonl_schema(dataset: tuple[Path, dict[str, int]]) -> None:
+    out, _ = dataset
+    assert (out / ".complete").is_file()
+    stored = json.loads((out / "synth_config.json").read_text(encoding="utf-8"))
+    assert stored["seed"] == 7
+    assert stored["classes"] == list(CLASSES)
+    assert "out_dir" not in stored
+    assert "workers" not in stored
+    for split in SPLITS:
+        split_dir = out / split
+        rows = _read_rows(split_dir)
+        images = {p.name for p in (split_dir / "images").iterdir()}
+        assert sorted(images) == sorted(r["image"].split("/", 1)[1] for r in rows)
+        for row in rows:
+            assert list(row) == ["image", "prefix", "suffix", "metadata"]
+            assert row["image"].startswith("images/")
+            assert row["image"].endswith(".jpg")
+            assert row["prefix"] == "jersey number"
+            assert row["suffix"] in CLASSES
+            meta = row["metadata"]
+            for key in ("font", "jersey_color", "number_color", "outline_color"):
+                assert isinstance(meta[key], str)
+            assert isinstance(meta["outline"], bool)
+        # rows are ordered by class (numbers ascending, empty last), then index
+        n = PER_CLASS if split == "train" else EVAL_PER_CLASS
+        assert [r["image"] for r in rows] == [
+            f"images/{label or 'empty'}_{i:05d}.jpg"
+            for label in CLASSES
+            for i in range(n)
+        ]
+        assert [r["suffix"] for r in rows] == [
+            label for label in CLASSES for _ in range(n)
+        ]
+
+
+def test_row_counts_per_split(dataset: tuple[Path, dict[str, int]]) -> None:
+    out, counts = dataset
+    n = len(CLASSES)
+    assert counts == {"train": PER_CLASS * n, "valid": 2 * n, "test": 2 * n}
+    for split in SPLITS:
+        rows = _read_rows(out / split)
+        assert len(rows) == counts[split]
+        per_label = dict.fromkeys(CLASSES, 0)
+        for row in rows:
+            per_label[row["suffix"]] += 1
+        expected = PER_CLASS if split == "train" else EVAL_PER_CLASS
+        assert set(per_label.values()) == {expected}
+    marker = json.loads((out / ".complete").read_text(encoding="utf-8"))
+    assert marker["counts"] == counts
+
+
+def test_empty_label_rows(dataset: tuple[Path, dict[str, int]]) -> None:
+    out, _ = dataset
+    rows = [r for r in _read_rows(out / "train") if r["suffix"] == ""]
+    assert len(rows) == PER_CLASS
+    assert [r["image"] for r in rows] == [
+        f"images/empty_{i:05d}.jpg" for i in range(PER_CLASS)
+    ]
+    for row in rows:
+        assert row["metadata"]["number_color"] == "none"
+        assert row["metadata"]["font"] == "none"
+    numbered = [r for r in _read_rows(out / "train") if r["suffix"] == "23"]
+    assert numbered[0]["image"] == "images/23_00000.jpg"
+    assert all(r["metadata"]["font"] != "none" for r in numbered)
+
+
+def test_images_decode_with_expected_size(
+    dataset: tuple[Path, dict[str, int]],
+) -> None:
+    out, _ = dataset
+    paths = sorted(out.glob("*/images/*.jpg"))
+    assert len(paths) == sum(dataset[1].values())
+    widths = set()
+    for path in paths:
+        with Image.open(path) as img:
+            assert img.format == "JPEG"
+            assert img.mode == "RGB"
+            assert img.height == IMAGE_SIZE
+            assert round(0.75 * IMAGE_SIZE) <= img.width <= IMAGE_SIZE
+            widths.add(img.width)
+            img.load()
+    assert len(widths) > 1  # aspect ratio varies
+
+
+def test_render_sample_in_memory() -> None:
+    cfg = SynthConfig(out_dir=Path("unused"), image_size=48)
+    img, meta = render_sample(cfg, "42", split="valid", index=3)
+    again, meta_again = render_sample(cfg, "42", split="valid", index=3)
+    assert img.height == 48
+    assert img.tobytes() == again.tobytes()
+    assert meta == meta_again
+    assert meta["font"] != "none"
+    with pytest.raises(ValueError, match="split"):
+        render_sample(cfg, "42", split="bogus")
+
+
+# ---------------------------------------------------------------- determinism
+
+
+def test_byte_identical_across_runs_and_workers(tmp_path: Path) -> None:
+    first = generate_dataset(_config(tmp_path / "a", workers=1))
+    second = generate_dataset(_config(tmp_path / "b", workers=2))
+    third = generate_dataset(_config(tmp_path / "c", workers=1))
+    assert first == second == third
+    files_a = _file_bytes(tmp_path / "a")
+    assert files_a == _file_bytes(tmp_path / "b")
+    assert files_a == _file_bytes(tmp_path / "c")
+
+    generate_dataset(_config(tmp_path / "d", seed=8))
+    files_d = _file_bytes(tmp_path / "d")
+    assert files_d.keys() == files_a.keys()
+    assert files_d["train/images/7_00000.jpg"] != files_a["train/images/7_00000.jpg"]
+
+
+def test_class_subset_renders_same_images(
+    tmp_path: Path, dataset: tuple[Path, dict[str, int]]
+) -> None:
+    full, _ = dataset
+    generate_dataset(_config(tmp_path / "sub", classes=parse_class_spec("23,empty")))
+    sub_files = _file_bytes(tmp_path / "sub" / "train" / "images")
+    assert sorted(sub_files) == sorted(
+        [f"23_{i:05d}.jpg" for i in range(PER_CLASS)]
+        + [f"empty_{i:05d}.jpg" for i in range(PER_CLASS)]
+    )
+    for name, data in sub_files.items():
+        assert (full / "train" / "images" / name).read_bytes() == data
+
+
+# ------------------------------------------------------- output-dir handling
+
+
+def test_second_run_is_noop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "data"
+    argv = ["--out", str(out), "--per-class", "3", "--seed", "1"]
+    argv += ["--image-size", "32", "--classes", "5,empty", "--workers", "1"]
+    assert main(argv) == 0
+    image = out / "train" / "images" / "5_00000.jpg"
+    before = image.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "already exists" in capsys.readouterr().out
+    assert image.stat().st_mtime_ns == before
+    cfg = SynthConfig(
+        out_dir=out, per_class=3, seed=1, image_size=32, classes=("5", "")
+    )
+    assert dataset_is_complete(cfg)
+    assert generate_dataset(cfg) == {"train": 6, "valid": 4, "test": 4}
+
+
+def test_refuses_non_empty_dir_without_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(SynthError, match="--overwrite"):
+        generate_dataset(_config(out))
+    argv = ["--out", str(out), "--per-class", "3", "--classes", "1", "--workers", "1"]
+    assert main(argv) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite", "--quiet"]) == 0
+    assert (out / ".complete").is_file()
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def test_interrupted_or_changed_dataset_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    generate_dataset(_config(out, classes=("1",)))
+    with pytest.raises(SynthError, match="different configuration"):
+        generate_dataset(_config(out, classes=("1",), seed=99))
+
+    (out / ".complete").unlink()  # simulate a run killed before the marker
+    assert not dataset_is_complete(_config(out, classes=("1",)))
+    with pytest.raises(SynthError, match="no completion marker"):
+        generate_dataset(_config(out, classes=("1",)))
+
+    stale = out / "train" / "images" / "stale.jpg"
+    stale.write_bytes(b"junk")
+    counts = generate_dataset(_config(out, classes=("2",), overwrite=True))
+    assert counts == {"train": PER_CLASS, "valid": 2, "test": 2}
+    assert not stale.exists()
+    assert not (out / "train" / "images" / "1_00000.jpg").exists()
+    assert dataset_is_complete(_config(out, classes=("2",)))
+
+
+# ------------------------------------------------------------------------ CLI
+
+
+def test_cli_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        main(["--help"])
+    assert excinfo.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--out", "--per-class", "--seed", "--image-size", "--classes"):
+        assert option in text
+    assert "empty" in text
+
+
+def test_cli_rejects_bad_class_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        main(["--out", "unused", "--classes", "5-2"])
+    assert excinfo.value.code == 2
+    assert "class spec" in capsys.readouterr().err
+
+
+def test_python_dash_m_help() -> None:
+    src = str(Path(synthetic_pkg.__file__).resolve().parents[2])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "classifier_training.synthetic", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "classifier-synth" in result.stdout

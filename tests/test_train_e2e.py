@@ -1,0 +1,213 @@
+"""End-to-end ``classifier-train`` runs on a tiny generated dataset (CPU)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from classifier_training.synthetic import SynthConfig, generate_dataset
+from tests.helpers import make_jsonl_dataset
+
+FAST = [
+    "data.image_size=24",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=1",
+    "~callbacks.rich_progress_bar",
+]
+
+
+def run_train(
+    cwd: Path, *overrides: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "classifier_training.train",
+            "--config-name",
+            "train_demo",
+            *overrides,
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"exit {result.returncode}\n{result.stdout[-3000:]}\n"
+            f"{result.stderr[-5000:]}"
+        )
+    return result
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three classes of the built-in synthetic jersey data, 8 train rows each."""
+    root = tmp_path_factory.mktemp("e2e") / "data"
+    config = SynthConfig(
+        out_dir=root, per_class=8, image_size=32, classes=("", "7", "23")
+    )
+    generate_dataset(config, log=lambda _: None)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "run"
+    result = run_train(
+        dataset.parent, f"data.data_root={dataset}", f"hydra.run.dir={out}", *FAST
+    )
+    assert "test top-1:" in result.stdout
+    return out
+
+
+def test_run_folder_has_the_expected_files(run_dir: Path) -> None:
+    for name in (
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "labels_mapping.json",
+        "metrics.csv",
+        "metrics.json",
+    ):
+        assert (run_dir / name).is_file(), name
+
+
+def test_labels_mapping_describes_classes_and_preprocessing(run_dir: Path) -> None:
+    mapping = json.loads((run_dir / "labels_mapping.json").read_text())
+    assert mapping["num_classes"] == 3
+    assert mapping["class_to_idx"] == {"": 0, "23": 1, "7": 2}
+    assert mapping["idx_to_class"] == {"0": "", "1": "23", "2": "7"}
+    assert mapping["image_size"] == 24
+    assert mapping["normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert mapping["preprocessing"]["resize"]["size"] == [24, 24]
+    assert mapping["preprocessing"]["resize"]["mode"] == "squash"
+
+
+def test_metrics_json_has_final_numbers(run_dir: Path) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for split in ("val", "test"):
+        assert set(metrics[split]) >= {"acc_top1", "acc_top5", "loss", "per_class_acc"}
+        assert 0.0 <= metrics[split]["acc_top1"] <= 1.0
+        assert set(metrics[split]["per_class_acc"]) == {"<empty>", "23", "7"}
+    assert metrics["excluded_rows"]["valid"]["count"] == 0
+    assert metrics["wall_time_s"] > 0
+    assert metrics["epochs_completed"] == 2
+    assert metrics["best_checkpoint"].endswith("best.ckpt")
+
+
+def test_metrics_csv_logs_train_and_val_curves(run_dir: Path) -> None:
+    with (run_dir / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    columns = set(rows[0])
+    assert {
+        "train/loss",
+        "train/acc_top1",
+        "val/loss",
+        "val/acc_top1",
+        "val/acc_top5",
+    } <= columns
+    assert "val/acc_class/<empty>" in columns
+    assert "lr-AdamW" in columns or any(c.startswith("lr-") for c in columns)
+
+
+def test_checkpoint_loads_weights_only(run_dir: Path) -> None:
+    checkpoint = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["num_classes"] == 3
+    assert checkpoint["hyper_parameters"]["class_names"] == ["", "23", "7"]
+    assert any(k.startswith("network.") for k in checkpoint["state_dict"])
+
+
+def test_a_new_run_never_reuses_another_runs_checkpoints(
+    run_dir: Path, dataset: Path
+) -> None:
+    result = run_train(
+        dataset.parent,
+        f"data.data_root={dataset}",
+        f"hydra.run.dir={run_dir}",
+        *FAST,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "already holds checkpoints" in result.stderr
+    assert "ckpt_path=" in result.stderr
+
+
+@pytest.mark.slow
+def test_resume_is_explicit_and_continues(
+    run_dir: Path, dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "resumed"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    overrides = [o for o in FAST if not o.startswith("trainer.max_epochs")]
+    run_train(
+        dataset.parent,
+        f"data.data_root={dataset}",
+        f"hydra.run.dir={out}",
+        *overrides,
+        "trainer.max_epochs=3",
+        f"ckpt_path={last}",
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 3
+    with (out / "metrics.csv").open() as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("train/loss")]
+    resumed_at = torch.load(last, weights_only=True)["global_step"]
+    # Nothing before the checkpoint is trained again; the third epoch is trained.
+    assert min(int(row["step"]) for row in rows) >= resumed_at - 1
+    assert "2" in {row["epoch"] for row in rows}
+    assert "0" not in {row["epoch"] for row in rows}
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_metrics(dataset: Path, tmp_path: Path) -> None:
+    results = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        run_train(
+            dataset.parent,
+            f"data.data_root={dataset}",
+            f"hydra.run.dir={out}",
+            *FAST,
+            "data.num_workers=1",
+        )
+        metrics = json.loads((out / "metrics.json").read_text())
+        for key in ("wall_time_s", "best_checkpoint"):
+            metrics.pop(key)
+        results.append(metrics)
+    assert results[0] == results[1]
+
+
+def test_bad_data_fails_fast_with_one_clear_line(tmp_path: Path) -> None:
+    root = make_jsonl_dataset(tmp_path / "bad", per_class=2)
+    jsonl = root / "train" / "annotations.jsonl"
+    jsonl.write_text(jsonl.read_text() + "{broken\n")
+    result = run_train(
+        tmp_path,
+        f"data.data_root={root}",
+        f"hydra.run.dir={tmp_path / 'o'}",
+        *FAST,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"{jsonl}:7" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_override_is_refused_naming_the_key(tmp_path: Path) -> None:
+    result = run_train(tmp_path, "data.batch_sise=4", check=False)
+    assert result.returncode != 0
+    assert "batch_sise" in result.stderr
