@@ -138,7 +138,7 @@ def verification_batches(
         if images is not None
         else torch.empty(0, 3, image_size, image_size)
     )
-    missing = max(0, min(batch, VERIFY_BATCH) - len(real), 2 - len(real))
+    missing = max(0, 2 - len(real))
     if missing:
         generator = torch.Generator().manual_seed(0)
         noise = torch.randn(missing, 3, image_size, image_size, generator=generator)

@@ -19,6 +19,7 @@ from classifier_training.callbacks._common import (
     save_figure,
     should_write,
 )
+from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.data.readers import display_name
 from classifier_training.utils.io import atomic_write_json
 
@@ -104,14 +105,31 @@ class SamplerDistributionCallback(Callback):
         if not is_fitting(trainer):
             return
         datamodule = get_datamodule(trainer, type(self).__name__)
-        sampler = getattr(datamodule, "train_sampler", None)
+        if self.check_epoch(datamodule, trainer.current_epoch) is not None and (
+            should_write(trainer)
+        ):
+            self.write(datamodule)
+
+    def check_epoch(
+        self, datamodule: ImageFolderDataModule, epoch: int
+    ) -> dict[str, Any] | None:
+        """Test the draws of the sampler's current epoch and record the result.
+
+        Args:
+            datamodule: The data module (its ``train_sampler`` and train targets).
+            epoch: The epoch number to record.
+
+        Returns:
+            The record, or ``None`` when sampling is disabled or nothing was drawn.
+        """
+        sampler = datamodule.train_sampler
         if sampler is None:
             if not self._told_disabled:
                 logger.info("sampler monitoring: weighted sampling is disabled")
                 self._told_disabled = True
-            return
+            return None
         if not sampler.drawn_indices:
-            return
+            return None
         targets = datamodule.datasets["train"].targets
         k = len(datamodule.class_to_idx)
         drawn = sampler.drawn_class_counts(targets, k).numpy()
@@ -119,29 +137,33 @@ class SamplerDistributionCallback(Callback):
         names = [display_name(n) for n in datamodule.class_names]
         test = drift_test(drawn, shares)
         record = {
-            "epoch": trainer.current_epoch,
+            "epoch": epoch,
             **test,
             "worst_class": names[test["worst_class_index"]],
             "drifted": test["p_value"] < self.p_threshold,
             "drawn": drawn.tolist(),
         }
-        self.epochs = [r for r in self.epochs if r["epoch"] != record["epoch"]]
-        self.epochs.append(record)
+        self.epochs = [r for r in self.epochs if r["epoch"] != epoch] + [record]
         if record["drifted"]:
             worst = test["worst_class_index"]
             logger.warning(
-                f"sampler drift in epoch {trainer.current_epoch}: drawn classes "
+                f"sampler drift in epoch {epoch}: drawn classes "
                 "differ from the sampler weights beyond sampling noise "
                 f"(chi2={test['chi2']:.1f}, dof={test['dof']}, "
                 f"p={test['p_value']:.1e}); worst class "
                 f"{names[worst]!r}: drawn {int(drawn[worst])}, expected "
                 f"{shares[worst] * test['draws']:.1f}"
             )
-        if should_write(trainer):
-            self.write(names, shares)
+        return record
 
-    def write(self, names: list[str], shares: npt.NDArray[np.float64]) -> None:
+    def write(self, datamodule: ImageFolderDataModule) -> None:
         """Write ``sampler_distribution.json`` and ``sampler_distribution.png``."""
+        sampler = datamodule.train_sampler
+        assert sampler is not None
+        names = [display_name(n) for n in datamodule.class_names]
+        shares = sampler.expected_class_shares(
+            datamodule.datasets["train"].targets, len(names)
+        ).numpy()
         atomic_write_json(
             self.output_dir / JSON_NAME,
             {

@@ -211,8 +211,10 @@ class SamplePredictionsCallback(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule
     ) -> None:
         """Reset this epoch's collection."""
+        if not self._active(trainer):
+            return  # keep the last fit epoch's selection (e.g. after validate())
         self._fixed, self._mistakes, self._seen = [], [], 0
-        if not self._active(trainer) or self._fixed_indices is not None:
+        if self._fixed_indices is not None:
             return
         datamodule = get_datamodule(trainer, type(self).__name__)
         targets = datamodule.datasets["valid"].targets
