@@ -458,3 +458,29 @@ def test_export_cli_on_the_runs_checkpoint(
         _onnx_logits(run.out / "model.onnx", images),
         atol=1e-5,
     )
+
+
+def test_confusion_matrix_goes_to_wandb_when_it_logs(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("wandb")
+    from lightning.pytorch.loggers import WandbLogger
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    wandb_logger = WandbLogger(offline=True, save_dir=str(tmp_path), project="t")
+    model = type(run.model)(**{**run.model.hparams, "pretrained": False})
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        callbacks=[ConfusionMatrixCallback(tmp_path / "run")],
+        logger=wandb_logger,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(model, datamodule=run.datamodule)
+    wandb_logger.experiment.finish()
+    logged = list(tmp_path.glob("wandb/*run-*/files/media/images/val/confusion*.png"))
+    assert len(logged) == 1
+    assert (tmp_path / "run/epoch_000/confusion_matrix.png").is_file()
