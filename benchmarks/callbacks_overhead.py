@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 
 import classifier_training.models  # noqa: F401  (registers model configs)
+from classifier_training.synthetic import SynthConfig, generate_dataset
 from classifier_training.train import build_callbacks, build_datamodule, build_model
 
 ARTIFACT_CALLBACKS = (
@@ -56,29 +56,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 
 
 def make_dataset(root: Path, per_class: int, image_size: int) -> Path:
-    """A demo-like dataset: the synthetic jersey generator when present."""
-    try:
-        from classifier_training.synthetic.generator import (  # type: ignore[import-not-found]
-            SynthConfig,
-            generate_dataset,
-        )
-    except ImportError:
-        import sys
-
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.helpers import make_jsonl_dataset
-
-        labels = [str(i) for i in range(100)] + [""]
-        return make_jsonl_dataset(
-            root,
-            labels,
-            per_class,
-            eval_per_class=max(per_class // 5, 2),
-            size=image_size,
-        )
-    generate_dataset(
-        SynthConfig(out_dir=root, per_class=per_class, image_size=image_size)
-    )
+    """The demo's dataset: the built-in synthetic jersey numbers (101 classes)."""
+    config = SynthConfig(out_dir=root, per_class=per_class, image_size=image_size)
+    generate_dataset(config, log=print)
     return root
 
 
@@ -153,7 +133,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data", type=Path, default=None, help="reuse a dataset")
     args = parser.parse_args()
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = args.data or make_dataset(root / "data", args.per_class, args.image_size)

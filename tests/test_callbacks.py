@@ -312,7 +312,7 @@ def test_model_info(run: Run) -> None:
     assert isinstance(network, torch.nn.Module)
     assert info["params_total"] == sum(p.numel() for p in network.parameters())
     assert info["params_trainable"] == info["params_total"]
-    assert info["size_mb"] == pytest.approx(info["params_total"] * 4 / 2**20, rel=0.01)
+    assert info["size_mb"] == pytest.approx(info["params_total"] * 4 / 1e6, rel=0.01)
     assert info["input_shape"] == [1, 3, 24, 24]
     assert info["flops"] > 0
     assert info["gmacs"] == pytest.approx(info["flops"] / 2e9, abs=1e-4)

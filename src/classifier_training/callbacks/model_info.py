@@ -73,7 +73,7 @@ def describe_model(network: nn.Module, image_size: int) -> dict[str, Any]:
         "architecture": type(network).__name__,
         "params_total": total,
         "params_trainable": trainable,
-        "size_mb": round(size / 2**20, 3),
+        "size_mb": round(size / 1e6, 3),  # MB = 10^6 bytes, as Lightning reports
         "input_shape": [1, 3, image_size, image_size],
         "flops": flops,
         "gflops": round(flops / 1e9, 4),

@@ -187,13 +187,14 @@ def plot_class_counts(stats: Mapping[str, Any]) -> Figure:
 def print_statistics(stats: Mapping[str, Any]) -> None:
     """Print a per-split summary, exclusions and metadata fields as Rich tables."""
     table = Table(title=f"Dataset ({stats['num_classes']} classes)")
+    # Per-class counts: min, median, max; imbalance = max / min.
     for column in (
         "split",
         "rows",
         "classes",
-        "min/class",
+        "min",
         "median",
-        "max/class",
+        "max",
         "imbalance",
         "excluded",
     ):
