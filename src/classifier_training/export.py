@@ -1,0 +1,561 @@
+"""ONNX export with an onnxruntime check, and the ``classifier-export`` CLI.
+
+``model.onnx`` is one self-contained file (no external data): input ``input``
+(``N x 3 x H x W`` float32, normalised as ``labels_mapping.json`` says), output
+``logits`` (``N x num_classes``), dynamic batch axis. Before a file is kept it is
+run with onnxruntime against PyTorch at batch 1 and at a larger batch; the maximum
+absolute logit difference must be within ``atol`` and the argmax identical. A
+failed check raises :class:`OnnxVerificationError` and leaves nothing at the
+destination (the file is written to a temporary name and renamed only after the
+check passes).
+
+Recovering the data settings from a checkpoint: a checkpoint's hyper-parameters
+hold ``num_classes`` and ``class_names`` but not the image size or normalisation.
+Checkpoints written while the ``onnx_export`` callback is active carry the full
+labels mapping under ``checkpoint["labels_mapping"]`` (and the model class under
+``checkpoint["model_class"]``). For other checkpoints the CLI reads
+``--labels-mapping FILE`` or, failing that, the ``labels_mapping.json`` that
+``classifier-train`` writes in the run folder (the checkpoint's grand-parent
+folder, ``RUN/checkpoints/best.ckpt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import io
+import logging
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from classifier_training.config import DataModuleConfig
+from classifier_training.data.image_io import load_image
+from classifier_training.data.transforms import ResizeToInput, build_eval_transform
+from classifier_training.labels_mapping import (
+    LABELS_MAPPING_FILE,
+    read_labels_mapping,
+    write_labels_mapping,
+)
+from classifier_training.models import (
+    BaseClassificationModel,
+    ResNet18ClassificationModel,
+    ResNet34ClassificationModel,
+    ResNet50ClassificationModel,
+)
+from classifier_training.utils.io import atomic_path, atomic_write_json
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+MAX_BATCH = 4096
+DEFAULT_ATOL = 1e-4
+VERIFY_BATCH = 8
+CHECKPOINT_MAPPING_KEY = "labels_mapping"
+CHECKPOINT_CLASS_KEY = "model_class"
+
+
+class OnnxVerificationError(RuntimeError):
+    """The exported ONNX model does not reproduce the PyTorch model."""
+
+
+class ExportError(ValueError):
+    """A checkpoint or labels mapping cannot be exported (message names the file)."""
+
+
+@dataclass(frozen=True)
+class OnnxVerification:
+    """Outcome of a passed check.
+
+    Attributes:
+        max_abs_diff: Largest absolute logit difference over all checked batches.
+        batch_sizes: The batch sizes that were run.
+    """
+
+    max_abs_diff: float
+    batch_sizes: tuple[int, ...]
+
+
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's progress output (stdout and INFO log records)."""
+    loggers = [
+        logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")
+    ]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _cpu_fp32_eval(network: nn.Module) -> nn.Module:
+    """A CPU, float32, eval-mode copy (the original, maybe training on a GPU,
+    is left alone)."""
+    return copy.deepcopy(network).to(device="cpu", dtype=torch.float32).eval()
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2  # checks are tiny; don't grab every core
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        str(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+def verification_batches(
+    images: torch.Tensor | None, image_size: int, batch: int = VERIFY_BATCH
+) -> torch.Tensor:
+    """At least 2 images to check an export with, real ones first.
+
+    Args:
+        images: Real normalised images ``N x 3 x H x W`` (may be ``None`` or fewer
+            than 2; the rest is filled with seeded standard-normal noise, which is
+            what normalised images look like to the network).
+        image_size: Input side.
+        batch: Images wanted.
+
+    Returns:
+        A ``M x 3 x image_size x image_size`` float32 CPU tensor, ``M >= 2``.
+    """
+    real = (
+        images.detach().to("cpu", torch.float32)[:batch]
+        if images is not None
+        else torch.empty(0, 3, image_size, image_size)
+    )
+    missing = max(0, 2 - len(real))
+    if missing:
+        generator = torch.Generator().manual_seed(0)
+        noise = torch.randn(missing, 3, image_size, image_size, generator=generator)
+        real = torch.cat([real, noise])
+    return real
+
+
+def verify_onnx(
+    onnx_path: Path,
+    reference: nn.Module,
+    images: torch.Tensor,
+    atol: float = DEFAULT_ATOL,
+) -> OnnxVerification:
+    """Check an ONNX file against the PyTorch model it was exported from.
+
+    Runs batch 1 (the first image) and batch ``len(images)`` through onnxruntime
+    (CPU) and the PyTorch model (CPU, fp32, eval mode).
+
+    Args:
+        onnx_path: The ONNX file.
+        reference: The PyTorch network (images to logits).
+        images: Normalised images ``N x 3 x H x W`` with ``N >= 2``.
+        atol: Largest allowed absolute logit difference.
+
+    Returns:
+        The largest difference seen and the batch sizes checked.
+
+    Raises:
+        OnnxVerificationError: On a wrong interface, external data, a difference
+            above ``atol`` or any argmax mismatch; the message names the file.
+    """
+    if images.ndim != 4 or len(images) < 2:
+        raise ValueError(
+            f"verify_onnx needs N x 3 x H x W images with N >= 2, got "
+            f"{tuple(images.shape)}"
+        )
+    try:
+        proto = onnx.load(str(onnx_path), load_external_data=False)
+        onnx.checker.check_model(proto)
+    except Exception as error:
+        raise OnnxVerificationError(
+            f"{onnx_path}: not a valid ONNX model: {error}"
+        ) from None
+    external = [
+        t.name
+        for t in proto.graph.initializer
+        if t.data_location == onnx.TensorProto.EXTERNAL
+    ]
+    if external:
+        raise OnnxVerificationError(
+            f"{onnx_path}: weights stored outside the file ({external[:3]}); "
+            "the export must be self-contained"
+        )
+    session = _session(onnx_path)
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
+        raise OnnxVerificationError(
+            f"{onnx_path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, "
+            f"got inputs {inputs} and outputs {outputs}"
+        )
+    model = _cpu_fp32_eval(reference)
+    images = images.detach().to("cpu", torch.float32)
+    worst = 0.0
+    sizes = (1, len(images))
+    for size in sizes:
+        batch = images[:size]
+        with torch.no_grad():
+            expected = model(batch).numpy()
+        (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})
+        if got.shape != expected.shape:
+            raise OnnxVerificationError(
+                f"{onnx_path}: logits shape {got.shape} at batch {size}, PyTorch "
+                f"gives {expected.shape}"
+            )
+        diff = float(np.abs(got - expected).max())
+        worst = max(worst, diff)
+        if not diff <= atol:  # also catches NaN
+            raise OnnxVerificationError(
+                f"{onnx_path}: ONNX logits differ from PyTorch by up to {diff:.3g} "
+                f"at batch {size} (allowed {atol:g})"
+            )
+        mismatched = int((got.argmax(axis=1) != expected.argmax(axis=1)).sum())
+        if mismatched:
+            raise OnnxVerificationError(
+                f"{onnx_path}: ONNX and PyTorch predict different classes for "
+                f"{mismatched} of {size} images"
+            )
+    return OnnxVerification(max_abs_diff=worst, batch_sizes=sizes)
+
+
+def export_onnx(
+    network: nn.Module,
+    image_size: int,
+    out_path: Path,
+    verify_images: torch.Tensor | None = None,
+    atol: float = DEFAULT_ATOL,
+) -> OnnxVerification:
+    """Export ``network`` to a self-contained, verified ONNX file.
+
+    The network is exported in eval mode on the CPU in float32 (a copy; the
+    original is untouched) with ``torch.onnx.export(dynamo=True)``, input ``input``
+    with a dynamic batch axis (1 to 4096) and output ``logits``. The file is
+    checked with :func:`verify_onnx` under a temporary name and only then renamed
+    onto ``out_path``.
+
+    Args:
+        network: Maps normalised ``N x 3 x H x W`` images to ``N x C`` logits.
+        image_size: Input side (``data.image_size``).
+        out_path: Destination ``.onnx`` file.
+        verify_images: Real normalised images to check with (first 8 used); noise
+            fills up to 2 when fewer are given.
+        atol: Largest allowed absolute logit difference.
+
+    Returns:
+        The verification result.
+
+    Raises:
+        OnnxVerificationError: If the check fails; ``out_path`` is then not written.
+    """
+    model = _cpu_fp32_eval(network)
+    images = verification_batches(verify_images, image_size)
+    if tuple(images.shape[1:]) != (3, image_size, image_size):
+        raise ValueError(
+            f"verification images are {tuple(images.shape[1:])}, the export "
+            f"expects 3 x {image_size} x {image_size}"
+        )
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    with atomic_path(out_path) as tmp:
+        with _quiet_exporter():
+            torch.onnx.export(
+                model,
+                (images[:2],),
+                str(tmp),
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: batch},),
+                external_data=False,
+                verbose=False,
+            )
+        result = verify_onnx(tmp, model, images, atol=atol)
+    return result
+
+
+# -- checkpoints -----------------------------------------------------------------
+@dataclass
+class CheckpointModel:
+    """A network rebuilt from a Lightning checkpoint of this project.
+
+    Attributes:
+        network: The network holding the checkpoint's ``state_dict`` weights (the
+            EMA weights when EMA was on), in eval mode on the CPU.
+        hparams: The checkpoint's hyper-parameters.
+        model_class: Dotted path of the ``BaseClassificationModel`` subclass.
+        labels_mapping: The labels mapping stored in the checkpoint, if any.
+    """
+
+    network: nn.Module
+    hparams: dict[str, Any]
+    model_class: str
+    labels_mapping: dict[str, Any] | None
+
+
+def model_class_path(module: nn.Module) -> str:
+    """``package.module.ClassName`` of a model (stored in checkpoints)."""
+    return f"{type(module).__module__}.{type(module).__qualname__}"
+
+
+def _import_model_class(path: str, checkpoint: Path) -> type[BaseClassificationModel]:
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name.startswith("classifier_training."):
+        raise ExportError(f"{checkpoint}: refusing to import model class {path!r}")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        raise ExportError(f"{checkpoint}: unknown model class {path!r}") from None
+    if not (isinstance(cls, type) and issubclass(cls, BaseClassificationModel)):
+        raise ExportError(f"{checkpoint}: {path!r} is not a BaseClassificationModel")
+    return cls
+
+
+def _candidate_classes(
+    checkpoint: Path, stored: str | None
+) -> list[type[BaseClassificationModel]]:
+    if stored is not None:
+        return [_import_model_class(stored, checkpoint)]
+
+    # Older checkpoints do not name their class: the architecture whose keys and
+    # shapes fit the weights exactly is the one.
+    return [
+        ResNet18ClassificationModel,
+        ResNet34ClassificationModel,
+        ResNet50ClassificationModel,
+    ]
+
+
+def load_checkpoint_model(path: Path) -> CheckpointModel:
+    """Rebuild the network of a checkpoint (loaded with ``weights_only=True``).
+
+    Args:
+        path: A ``.ckpt`` file written by ``classifier-train``.
+
+    Returns:
+        The network with the checkpoint's ``state_dict`` weights and its metadata.
+
+    Raises:
+        ExportError: If the file is missing, unreadable, or fits no known model.
+    """
+    if not path.is_file():
+        raise ExportError(f"{path}: checkpoint file not found")
+    try:
+        checkpoint: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ExportError(f"{path}: cannot read checkpoint: {error}") from None
+    if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
+        raise ExportError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    if "num_classes" not in hparams:
+        raise ExportError(f"{path}: checkpoint hyper-parameters lack num_classes")
+    hparams.update(pretrained=False, weights_path=None)  # weights come from here
+    state = checkpoint["state_dict"]
+    errors: list[str] = []
+    for cls in _candidate_classes(path, checkpoint.get(CHECKPOINT_CLASS_KEY)):
+        try:
+            model = cls(**hparams)
+            model.load_state_dict(state, strict=True)
+        except (RuntimeError, TypeError, ValueError) as error:
+            errors.append(f"{cls.__name__}: {str(error).splitlines()[0]}")
+            continue
+        mapping = checkpoint.get(CHECKPOINT_MAPPING_KEY)
+        return CheckpointModel(
+            network=_cpu_fp32_eval(model.network),
+            hparams=hparams,
+            model_class=model_class_path(model),
+            labels_mapping=dict(mapping) if mapping is not None else None,
+        )
+    raise ExportError(f"{path}: weights fit no known model ({'; '.join(errors)})")
+
+
+def find_labels_mapping(
+    checkpoint_path: Path, loaded: CheckpointModel, explicit: Path | None
+) -> dict[str, Any]:
+    """The labels mapping for a checkpoint, checked against its classes.
+
+    Order: ``explicit`` file, the mapping stored in the checkpoint, then
+    ``labels_mapping.json`` in the run folder (``RUN/checkpoints/x.ckpt``) or next
+    to the checkpoint.
+
+    Raises:
+        ExportError: If none is found or it disagrees with the checkpoint.
+    """
+    mapping: dict[str, Any] | None = None
+    source = "the checkpoint"
+    if explicit is not None:
+        mapping, source = read_labels_mapping(explicit), str(explicit)
+    elif loaded.labels_mapping is not None:
+        mapping = loaded.labels_mapping
+    else:
+        for folder in (checkpoint_path.parent.parent, checkpoint_path.parent):
+            candidate = folder / LABELS_MAPPING_FILE
+            if candidate.is_file():
+                mapping, source = read_labels_mapping(candidate), str(candidate)
+                break
+    if mapping is None:
+        raise ExportError(
+            f"{checkpoint_path}: no labels mapping in the checkpoint or its run "
+            "folder; pass --labels-mapping RUN/labels_mapping.json"
+        )
+    if mapping["num_classes"] != loaded.hparams["num_classes"]:
+        raise ExportError(
+            f"{source}: {mapping['num_classes']} classes, but {checkpoint_path} "
+            f"has {loaded.hparams['num_classes']}"
+        )
+    names = loaded.hparams.get("class_names")
+    if names is not None:
+        mapped = [mapping["idx_to_class"][str(i)] for i in range(len(names))]
+        if mapped != list(names):
+            raise ExportError(
+                f"{source}: class names differ from those in {checkpoint_path}"
+            )
+    return mapping
+
+
+def _mapping_config(mapping: Mapping[str, Any]) -> DataModuleConfig:
+    resize = mapping.get("preprocessing", {}).get("resize", {})
+    return DataModuleConfig(
+        data_root=Path("."),
+        image_size=int(mapping["image_size"]),
+        resize_mode=resize.get("mode", "squash"),
+        mean=tuple(mapping["normalization"]["mean"]),
+        std=tuple(mapping["normalization"]["std"]),
+    )
+
+
+def load_images(paths: Sequence[Path], mapping: Mapping[str, Any]) -> torch.Tensor:
+    """Preprocess image files exactly as evaluation does (per the labels mapping).
+
+    Raises:
+        ExportError: Naming an image that cannot be read.
+    """
+    config = _mapping_config(mapping)
+    resize = ResizeToInput(config.image_size, config.resize_mode, config.mean)
+    transform = build_eval_transform(config)
+    tensors = []
+    for path in paths:
+        try:
+            image = load_image(path)
+        except Exception as error:
+            raise ExportError(f"{path}: cannot read image: {error}") from None
+        tensors.append(transform(resize(image)))
+    return torch.stack(tensors)
+
+
+def export_checkpoint(
+    checkpoint_path: Path,
+    out_path: Path,
+    labels_mapping: Path | None = None,
+    images: Sequence[Path] = (),
+    atol: float = DEFAULT_ATOL,
+) -> OnnxVerification:
+    """Export a checkpoint to a verified ``out_path`` plus ``labels_mapping.json``.
+
+    Args:
+        checkpoint_path: The ``.ckpt`` file.
+        out_path: Destination ``.onnx``.
+        labels_mapping: Explicit ``labels_mapping.json`` (else found as documented
+            in the module docstring).
+        images: Image files to verify with (else seeded noise).
+        atol: Largest allowed absolute logit difference.
+
+    Returns:
+        The verification result.
+    """
+    loaded = load_checkpoint_model(checkpoint_path)
+    mapping = find_labels_mapping(checkpoint_path, loaded, labels_mapping)
+    verify = load_images(images, mapping) if images else None
+    result = export_onnx(
+        loaded.network, int(mapping["image_size"]), out_path, verify, atol=atol
+    )
+    # The mapping is written as read (same content train.py writes).
+    atomic_write_json(out_path.parent / LABELS_MAPPING_FILE, mapping)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``classifier-export CHECKPOINT --out model.onnx``: export and verify."""
+    parser = argparse.ArgumentParser(
+        prog="classifier-export",
+        description="Export a classifier-train checkpoint (its EMA weights when EMA "
+        "was on) to one self-contained ONNX file, verify it with onnxruntime "
+        "against PyTorch, and write labels_mapping.json beside it.",
+    )
+    parser.add_argument("checkpoint", type=Path, help="a .ckpt file")
+    parser.add_argument(
+        "--out", type=Path, default=Path("model.onnx"), help="ONNX file to write"
+    )
+    parser.add_argument(
+        "--labels-mapping",
+        type=Path,
+        default=None,
+        help="labels_mapping.json for checkpoints that do not carry one "
+        "(default: found in the checkpoint or its run folder)",
+    )
+    parser.add_argument(
+        "--images",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="image files to verify with (default: seeded random inputs)",
+    )
+    parser.add_argument(
+        "--atol", type=float, default=DEFAULT_ATOL, help="max abs logit difference"
+    )
+    args = parser.parse_args(argv)
+    try:
+        result = export_checkpoint(
+            args.checkpoint, args.out, args.labels_mapping, args.images, args.atol
+        )
+    except (ExportError, OnnxVerificationError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {args.out} and {args.out.parent / LABELS_MAPPING_FILE} "
+        f"(verified at batch sizes {list(result.batch_sizes)}, max abs logit "
+        f"difference {result.max_abs_diff:.2e})"
+    )
+    return 0
+
+
+def write_deployment(
+    network: nn.Module,
+    out_dir: Path,
+    class_to_idx: dict[str, int],
+    config: DataModuleConfig,
+    verify_images: torch.Tensor | None = None,
+    atol: float = DEFAULT_ATOL,
+) -> OnnxVerification:
+    """Write ``model.onnx`` (verified) and ``labels_mapping.json`` into ``out_dir``.
+
+    Args:
+        network: The network to ship.
+        out_dir: Destination folder.
+        class_to_idx: Class name to output index.
+        config: The ``DataModuleConfig`` (image size, normalisation).
+        verify_images: Real normalised images to check with.
+        atol: Largest allowed absolute logit difference.
+
+    Returns:
+        The verification result.
+    """
+    result = export_onnx(
+        network, config.image_size, out_dir / "model.onnx", verify_images, atol
+    )
+    write_labels_mapping(out_dir / LABELS_MAPPING_FILE, class_to_idx, config)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
