@@ -87,7 +87,9 @@ def open_image(path: str | Path) -> Image.Image:
         try:
             image = Image.open(path)
         except Image.DecompressionBombError as error:
-            raise ImageTooLargeError(f"{path}: {error}; refused") from None
+            raise ImageTooLargeError(
+                f"{path}: possible decompression bomb ({error}); refused"
+            ) from None
     try:
         check_size(image, path)
     except ImageTooLargeError:

@@ -91,6 +91,25 @@ def _tail_looks_complete(path: Path, image_format: str | None) -> bool:
     return marker in tail
 
 
+_SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"RIFF",
+)
+
+
+def _has_image_signature(path: Path) -> bool:
+    """Whether the file starts like a common image format (then it is corrupt)."""
+    with path.open("rb") as handle:
+        head = handle.read(12)
+    return head.startswith(_SIGNATURES)
+
+
 def _decode_problem(error: BaseException) -> str:
     text = str(error)
     if "truncated" in text:
@@ -129,6 +148,8 @@ def check_image(
     except ImageTooLargeError as error:
         return ImageCheck(path, str(error).removeprefix(f"{path}: "))
     except UnidentifiedImageError:
+        if _has_image_signature(path):
+            return ImageCheck(path, "corrupt image (header cannot be parsed)")
         return ImageCheck(path, "not an image (unrecognised file format)")
     except (OSError, SyntaxError, ValueError) as error:
         return ImageCheck(path, f"corrupt image header ({error})")
