@@ -81,7 +81,8 @@ def test_cache_is_identical_and_shared_by_two_workers(
         persistent_workers=True,
     )
     first, pids = load_all(loader)
-    assert len(pids) == 2 and os.getpid() not in pids
+    assert len(pids) == 2
+    assert os.getpid() not in pids
     assert torch.equal(first, uncached)
     # Write through the parent's view after the workers started: they see it only
     # if they map the same memory (no per-worker copy).
@@ -101,7 +102,8 @@ def test_cache_is_identical_and_shared_by_two_workers(
 def test_spawned_workers_share_the_ram_cache(tmp_path: Path) -> None:
     paths = make_images(tmp_path / "img", count=3)
     cache = build_cache(paths, LOADER, 16, "ram")
-    assert cache.storage is not None and cache.storage.is_shared()
+    assert cache.storage is not None
+    assert cache.storage.is_shared()
     loader = DataLoader(
         Probe(CachedLoader(cache, LOADER), paths),
         batch_size=3,

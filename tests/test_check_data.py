@@ -40,7 +40,8 @@ def test_clean_dataset_exits_zero(
     code, result = run_json(root, capsys)
     assert code == 0
     assert result["ok"] is True
-    assert result["problems"] == [] and result["leakage"] == []
+    assert result["problems"] == []
+    assert result["leakage"] == []
     assert result["splits"]["train"] == {
         "rows": 9,
         "images": 9,
@@ -64,12 +65,14 @@ def test_leakage_across_and_within_splits(
     code, result = run_json(root, capsys)
     assert code == 1
     cross, within = result["leakage"]
-    assert cross["cross_split"] is True and cross["splits"] == ["test", "train"]
+    assert cross["cross_split"] is True
+    assert cross["splits"] == ["test", "train"]
     assert {f["path"] for f in cross["files"]} == {
         str(root / "test" / "images" / "copy.bmp"),
         str(train_img),
     }
-    assert within["cross_split"] is False and within["splits"] == ["valid"]
+    assert within["cross_split"] is False
+    assert within["splits"] == ["valid"]
     severities = sorted(p["severity"] for p in result["problems"])
     assert severities == ["error", "warning"]
 
@@ -87,7 +90,8 @@ def test_full_decode_finds_what_the_header_pass_cannot(
     code, result = run_json(root, capsys)
     assert code == 1
     wheres = {p["where"]: p["message"] for p in result["problems"]}
-    assert f"{jsonl}:7" in wheres and "not valid JSON" in wheres[f"{jsonl}:7"]
+    assert f"{jsonl}:7" in wheres
+    assert "not valid JSON" in wheres[f"{jsonl}:7"]
     assert "must be a string" in wheres[f"{jsonl}:8"]
     assert str(image) in wheres[f"{jsonl}:6"]
     assert result["bad_images"] == 1
@@ -111,10 +115,12 @@ def test_rich_report_and_exit_codes(
     command = [sys.executable, "-m", "classifier_training.check_data", str(root)]
     ok = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
-    assert "rows per class" in ok.stdout and "OK: 0 error(s)" in ok.stdout
+    assert "rows per class" in ok.stdout
+    assert "OK: 0 error(s)" in ok.stdout
     (root / "valid" / "images" / "c0_0.png").write_bytes(b"")
     assert main([str(root)]) == 1
     out = capsys.readouterr().out
-    assert "empty image file (0 bytes)" in out and "FAILED: 1 error(s)" in out
+    assert "empty image file (0 bytes)" in out
+    assert "FAILED: 1 error(s)" in out
     assert main([str(tmp_path / "nope")]) == 2
     assert "data root folder does not exist" in capsys.readouterr().err
