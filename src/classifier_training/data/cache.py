@@ -67,6 +67,18 @@ def available_memory() -> int:
         return 0
 
 
+def shared_memory_free() -> int | None:
+    """Free bytes in ``/dev/shm`` (where shared tensors live), if it exists.
+
+    Containers often limit it (Docker: 64 MB), far below the machine's memory.
+    """
+    try:
+        stat = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
 def cache_bytes(num_images: int, image_size: int) -> int:
     """Size of the decoded set: ``num_images x S x S x 3`` bytes."""
     return num_images * image_size * image_size * 3
@@ -80,12 +92,16 @@ def choose_cache_kind(
     Args:
         num_images: Distinct images to cache.
         image_size: Side of the cached images.
-        available: Available memory in bytes (default: measured now).
+        available: Available memory in bytes (default: measured now, and no
+            more than the free space of ``/dev/shm``).
 
     Returns:
         The cache kind for ``data.cache=auto``.
     """
-    available = available_memory() if available is None else available
+    if available is None:
+        available = available_memory()
+        shm = shared_memory_free()
+        available = available if shm is None else min(available, shm)
     need = cache_bytes(num_images, image_size)
     return "ram" if need <= RAM_FRACTION * available else "disk"
 
@@ -264,6 +280,13 @@ def build_cache(
     shape = (len(unique), image_size, image_size, 3)
     label = f"caching {name} images ({kind}, {image_size}px)"
     if kind == "ram":
+        shm = shared_memory_free()
+        if shm is not None and cache_bytes(len(unique), image_size) > shm:
+            raise OSError(
+                f"the RAM cache needs {cache_bytes(len(unique), image_size)} bytes "
+                f"but /dev/shm has {shm} free (use data.cache=disk, or enlarge "
+                "/dev/shm, e.g. docker run --shm-size)"
+            )
         storage = torch.zeros(shape, dtype=torch.uint8).share_memory_()  # type: ignore[no-untyped-call]
         failures = _fill(storage.numpy(), unique, loader, image_size, label, workers)
         return ImageCache(unique, "ram", image_size, storage=storage, failures=failures)

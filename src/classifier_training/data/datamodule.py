@@ -195,15 +195,21 @@ class ImageFolderDataModule(L.LightningDataModule):
         for split, samples in rows.items():
             if not samples:
                 continue
-            cache = build_cache(
-                [s.image for s in samples],
-                loader,
-                config.image_size,
-                kind,
-                cache_dir=cache_dir,
-                name=split,
-                settings=settings,
-            )
+            try:
+                cache = build_cache(
+                    [s.image for s in samples],
+                    loader,
+                    config.image_size,
+                    kind,
+                    cache_dir=cache_dir,
+                    name=split,
+                    settings=settings,
+                )
+            except OSError as error:
+                raise DataError(
+                    f"{cache_dir}: cannot write the {kind} image cache ({error}); "
+                    "set data.cache_dir to a writable folder or data.cache=none"
+                ) from None
             self.caches[split] = cache
             self.loaders[split] = CachedLoader(cache, loader)
             if cache.failures:
