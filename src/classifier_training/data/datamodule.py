@@ -206,8 +206,9 @@ class ImageFolderDataModule(L.LightningDataModule):
                     settings=settings,
                 )
             except OSError as error:
+                where = cache_dir if kind == "disk" else "data.cache=ram"
                 raise DataError(
-                    f"{cache_dir}: cannot write the {kind} image cache ({error}); "
+                    f"{where}: cannot build the {kind} image cache ({error}); "
                     "set data.cache_dir to a writable folder or data.cache=none"
                 ) from None
             self.caches[split] = cache
