@@ -293,7 +293,12 @@ def build_cache(
     if cache_dir is None:
         raise ValueError("a disk cache needs a cache_dir")
     key = cache_key(unique, image_size, settings or {})
-    stem = f"{name}-{image_size}px"
+    # Settings are in the stem, so only a cache of the *same* settings built from
+    # other data counts as stale (a concurrent run with other settings is safe).
+    settings_id = hashlib.sha256(
+        json.dumps(settings or {}, sort_keys=True).encode()
+    ).hexdigest()[:8]
+    stem = f"{name}-{image_size}px-{settings_id}"
     file = cache_dir / f"{stem}-{key[:24]}.npy"
     index_file = file.with_suffix(".json")
     if file.is_file() and index_file.is_file():
