@@ -18,10 +18,7 @@ from classifier_training.data.cache import (
     build_cache,
     choose_cache_kind,
 )
-from classifier_training.data.dataset import (
-    DecodeAndResize,
-    ImageLoader,
-)
+from classifier_training.data.dataset import DecodeAndResize, ImageLoader
 from classifier_training.data.readers import (
     DataError,
     ExcludedRows,
@@ -139,7 +136,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         resize = ResizeToInput(config.image_size, config.resize_mode, config.mean)
         loader: ImageLoader = DecodeAndResize(resize)
         if config.cache != "none":
-            rows, loader = self._build_caches(rows, resize, loader)
+            rows = self._build_caches(rows, resize, loader)
         self.class_to_idx = build_class_to_idx(s.label for s in rows["train"])
         if len(self.class_to_idx) < 2:
             raise DataError(
@@ -176,7 +173,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         rows: dict[str, list[Sample]],
         resize: ResizeToInput,
         loader: ImageLoader,
-    ) -> tuple[dict[str, list[Sample]], ImageLoader]:
+    ) -> dict[str, list[Sample]]:
         """Decode every image once into the shared cache (one per split).
 
         This is a full decode, so it also finds the truncated files the header
@@ -230,7 +227,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             )
         for line in failed:
             logger.warning(f"{line}; skipped")
-        return rows, loader
+        return rows
 
     def _build_sampler(self) -> TrackingWeightedRandomSampler | None:
         sampler_cfg = self.config.sampler
