@@ -102,9 +102,12 @@ class DataModuleConfig(_Frozen):
         std: Normalisation standard deviation (RGB, 0-1 scale).
         sampler: How training batches are drawn.
         transforms: Train-time augmentation.
-        on_bad_image: ``error`` stops at start-up on unreadable images; ``skip``
-            leaves them out and reports the count.
-        cache: Decoded-image cache: ``none``, ``ram``, ``disk`` or ``auto``.
+        on_bad_image: ``error`` stops at start-up on unreadable images (and names
+            the file if one fails later); ``skip`` leaves them out at start-up and
+            replaces a row whose image fails at load time by the next row. Skipped
+            counts are logged and saved in ``metrics.json``.
+        cache: Decoded-image cache shared by all DataLoader workers: ``none``,
+            ``ram``, ``disk`` or ``auto`` (RAM when it fits comfortably, else disk).
         cache_dir: Where the disk cache lives (default ``DATA_ROOT/.cache``).
     """
 

@@ -205,6 +205,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         metrics["test"] = split_metrics(test_results, "test")
     data_summary = datamodule.summary()
     metrics["excluded_rows"] = data_summary["excluded_rows"]
+    metrics["skipped_images"] = data_summary["skipped_images"]
     metrics["data"] = {
         "num_classes": data_summary["num_classes"],
         "splits": data_summary["splits"],

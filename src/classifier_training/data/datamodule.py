@@ -11,16 +11,20 @@ from loguru import logger
 from torch.utils.data import DataLoader, Sampler
 
 from classifier_training.config import DataModuleConfig
-from classifier_training.data.dataset import DecodeAndResize, JerseyNumberDataset
+from classifier_training.data.cache import (
+    CachedLoader,
+    CacheKind,
+    ImageCache,
+    build_cache,
+    choose_cache_kind,
+)
+from classifier_training.data.dataset import DecodeAndResize, ImageLoader
 from classifier_training.data.readers import (
     DataError,
     ExcludedRows,
     Sample,
     build_class_to_idx,
-    detect_layout,
     display_name,
-    find_splits,
-    read_split,
     split_known,
 )
 from classifier_training.data.sampler import TrackingWeightedRandomSampler
@@ -29,6 +33,7 @@ from classifier_training.data.transforms import (
     build_eval_transform,
     build_train_transform,
 )
+from classifier_training.data.validation import GuardedDataset, validate_dataset
 
 
 def inverse_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
@@ -60,10 +65,13 @@ class ImageFolderDataModule(L.LightningDataModule):
         super().__init__()
         self.config = config
         self.class_to_idx: dict[str, int] = {}
-        self.datasets: dict[str, JerseyNumberDataset] = {}
+        self.datasets: dict[str, GuardedDataset] = {}
         self.excluded: dict[str, ExcludedRows] = {}
         self.layouts: dict[str, str] = {}
         self.train_sampler: TrackingWeightedRandomSampler | None = None
+        self.caches: dict[str, ImageCache] = {}
+        self.loaders: dict[str, ImageLoader] = {}
+        self.skipped_at_startup: dict[str, int] = {}
         self._is_set_up = False
 
     # -- derived facts -----------------------------------------------------------
@@ -108,27 +116,27 @@ class ImageFolderDataModule(L.LightningDataModule):
             raise RuntimeError("call ImageFolderDataModule.setup() first")
 
     # -- setup -------------------------------------------------------------------
-    def _read(self, split: str) -> list[Sample]:
-        split_dir = self.split_dirs[split]
-        assert split_dir is not None
-        self.layouts[split] = detect_layout(split_dir)
-        return read_split(split_dir)
-
     def setup(self, stage: str | None = None) -> None:
-        """Read the splits, build classes, datasets and the train sampler (once)."""
+        """Validate the data, build classes, caches, datasets and sampler (once).
+
+        Raises:
+            DataError: With one line per problem found (every problem at once).
+        """
         if self._is_set_up:
             return
-        root = self.config.data_root
-        self.split_dirs = find_splits(root)
-        if self.split_dirs["train"] is None:
-            raise DataError(f"{root}: no train/ split folder")
-        if self.split_dirs["valid"] is None:
-            raise DataError(f"{root}: no valid/ (or val/) split folder")
-        rows = {s: self._read(s) for s, d in self.split_dirs.items() if d is not None}
-        if not rows["train"]:
-            raise DataError(f"{self.split_dirs['train']}: train split has no samples")
-        if not rows["valid"]:
-            raise DataError(f"{self.split_dirs['valid']}: valid split has no samples")
+        config = self.config
+        report = validate_dataset(config.data_root, on_bad_image=config.on_bad_image)
+        report.raise_for_errors()
+        for problem in report.warnings:
+            logger.warning(str(problem))
+        self.split_dirs = report.split_dirs
+        self.layouts = dict(report.layouts)
+        rows = report.usable_rows()
+        self.skipped_at_startup = report.skipped_rows()
+        resize = ResizeToInput(config.image_size, config.resize_mode, config.mean)
+        loader: ImageLoader = DecodeAndResize(resize)
+        if config.cache != "none":
+            rows = self._build_caches(rows, resize, loader)
         self.class_to_idx = build_class_to_idx(s.label for s in rows["train"])
         if len(self.class_to_idx) < 2:
             raise DataError(
@@ -142,31 +150,84 @@ class ImageFolderDataModule(L.LightningDataModule):
                 )
                 if self.excluded[split].count:
                     logger.warning(self.excluded[split].summary(split))
-        self._check_images_exist(rows)
-        resize = ResizeToInput(
-            self.config.image_size, self.config.resize_mode, self.config.mean
-        )
-        loader = DecodeAndResize(resize)
-        train_tf, eval_tf = (
-            build_train_transform(self.config),
-            build_eval_transform(self.config),
-        )
+        train_tf, eval_tf = build_train_transform(config), build_eval_transform(config)
         for split, samples in rows.items():
-            transform = train_tf if split == "train" else eval_tf
-            self.datasets[split] = JerseyNumberDataset(
-                samples, self.class_to_idx, transform=transform, loader=loader
+            self.datasets[split] = GuardedDataset(
+                samples,
+                self.class_to_idx,
+                transform=train_tf if split == "train" else eval_tf,
+                loader=self.loaders.get(split, loader),
+                on_bad_image=config.on_bad_image,
+            )
+        skipped = sum(self.skipped_at_startup.values())
+        if skipped:
+            logger.warning(
+                f"data.on_bad_image=skip: left out {skipped} row(s) with "
+                f"unreadable images {self.skipped_at_startup}"
             )
         self._is_set_up = True
         self.train_sampler = self._build_sampler()
 
-    @staticmethod
-    def _check_images_exist(rows: dict[str, list[Sample]]) -> None:
-        for samples in rows.values():
-            for sample in samples:
-                if not sample.image.is_file():
-                    raise DataError(
-                        f"{sample.where}: image file not found: {sample.image}"
-                    )
+    def _build_caches(
+        self,
+        rows: dict[str, list[Sample]],
+        resize: ResizeToInput,
+        loader: ImageLoader,
+    ) -> dict[str, list[Sample]]:
+        """Decode every image once into the shared cache (one per split).
+
+        This is a full decode, so it also finds the truncated files the header
+        pass cannot see: they stop the run (``error``) or are left out (``skip``).
+        """
+        config = self.config
+        kind: CacheKind
+        if config.cache == "auto":
+            distinct = sum(len({s.image for s in r}) for r in rows.values())
+            kind = choose_cache_kind(distinct, config.image_size)
+        else:
+            kind = config.cache  # type: ignore[assignment]
+        cache_dir = config.cache_dir or config.data_root / ".cache"
+        settings = {"resize_mode": resize.mode, "fill": list(resize.fill)}
+        failed: list[str] = []
+        for split, samples in rows.items():
+            if not samples:
+                continue
+            try:
+                cache = build_cache(
+                    [s.image for s in samples],
+                    loader,
+                    config.image_size,
+                    kind,
+                    cache_dir=cache_dir,
+                    name=split,
+                    settings=settings,
+                )
+            except OSError as error:
+                where = cache_dir if kind == "disk" else "data.cache=ram"
+                raise DataError(
+                    f"{where}: cannot build the {kind} image cache ({error}); "
+                    "set data.cache_dir to a writable folder or data.cache=none"
+                ) from None
+            self.caches[split] = cache
+            self.loaders[split] = CachedLoader(cache, loader)
+            if cache.failures:
+                bad = cache.failures
+                failed += [
+                    f"{s.where}: cannot decode image {s.image} ({bad[str(s.image)]})"
+                    for s in samples
+                    if str(s.image) in bad
+                ]
+                rows[split] = [s for s in samples if str(s.image) not in bad]
+                self.skipped_at_startup[split] = self.skipped_at_startup.get(
+                    split, 0
+                ) + (len(samples) - len(rows[split]))
+        if failed and config.on_bad_image == "error":
+            raise DataError(
+                f"{len(failed)} unreadable image row(s):\n" + "\n".join(failed)
+            )
+        for line in failed:
+            logger.warning(f"{line}; skipped")
+        return rows
 
     def _build_sampler(self) -> TrackingWeightedRandomSampler | None:
         sampler_cfg = self.config.sampler
@@ -242,6 +303,11 @@ class ImageFolderDataModule(L.LightningDataModule):
                 split: {"count": ex.count, "labels": ex.labels}
                 for split, ex in self.excluded.items()
             },
+            "skipped_images": self.skipped_images(),
+            "cache": {
+                split: {"kind": c.kind, "images": len(c), "bytes": c.nbytes}
+                for split, c in self.caches.items()
+            },
             "class_counts": dict(
                 Counter(
                     {
@@ -250,4 +316,23 @@ class ImageFolderDataModule(L.LightningDataModule):
                     }
                 )
             ),
+        }
+
+    def skipped_images(self) -> dict[str, Any]:
+        """Rows left out or replaced because their image was unreadable.
+
+        ``at_startup`` counts rows dropped before training (``on_bad_image=skip``);
+        ``at_load`` counts rows replaced when an image failed to load mid-run.
+        """
+        at_load = {
+            split: ds.skipped_count
+            for split, ds in self.datasets.items()
+            if ds.skipped_count
+        }
+        total = sum(self.skipped_at_startup.values()) + sum(at_load.values())
+        return {
+            "policy": self.config.on_bad_image,
+            "total": total,
+            "at_startup": {k: v for k, v in self.skipped_at_startup.items() if v},
+            "at_load": at_load,
         }

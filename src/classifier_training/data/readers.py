@@ -36,6 +36,36 @@ class DataError(ValueError):
     """Bad input data: the message names the file (and line) and what is wrong."""
 
 
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem found in the data, for a one-line-per-problem report.
+
+    Attributes:
+        where: ``file:line`` for JSONL rows, else the file or folder concerned.
+        message: What is wrong.
+        severity: ``error`` stops a run; ``warning`` is only reported.
+    """
+
+    where: str
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        """``where: message`` (warnings are marked as such)."""
+        mark = "warning: " if self.severity == "warning" else ""
+        return f"{self.where}: {mark}{self.message}"
+
+
+def _problem_from_error(error: DataError, where: str) -> Problem:
+    """Turn a ``DataError`` whose message starts with ``where: `` into a Problem."""
+    text = str(error)
+    prefix = f"{where}: "
+    return Problem(where, text.removeprefix(prefix))
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One annotated sample.
@@ -164,22 +194,40 @@ def iter_jsonl_lines(jsonl: Path) -> Iterable[tuple[int, str]]:
                 yield line_no, text
 
 
-def read_jsonl_split(split_dir: Path) -> list[Sample]:
+def read_jsonl_split(
+    split_dir: Path, problems: list[Problem] | None = None
+) -> list[Sample]:
     """Read every ``annotations.jsonl`` below ``split_dir`` (sorted, recursive).
 
     Args:
         split_dir: The split folder.
+        problems: When given, malformed lines are appended here (one ``Problem``
+            each) and skipped instead of raising, so every problem is reported.
 
     Returns:
         Samples in file order, files in sorted path order.
 
     Raises:
-        DataError: On the first malformed line (file and line named).
+        DataError: On the first malformed line (file and line named), unless
+            ``problems`` collects them.
     """
     samples: list[Sample] = []
     for jsonl in sorted(split_dir.rglob(ANNOTATION_FILE)):
-        for line_no, text in iter_jsonl_lines(jsonl):
-            samples.append(parse_jsonl_line(text, jsonl, line_no, split_dir))
+        try:
+            lines = list(iter_jsonl_lines(jsonl))
+        except (OSError, UnicodeDecodeError) as error:
+            failure = DataError(f"{jsonl}: cannot read annotation file ({error})")
+            if problems is None:
+                raise failure from None
+            problems.append(_problem_from_error(failure, str(jsonl)))
+            continue
+        for line_no, text in lines:
+            try:
+                samples.append(parse_jsonl_line(text, jsonl, line_no, split_dir))
+            except DataError as error:
+                if problems is None:
+                    raise
+                problems.append(_problem_from_error(error, f"{jsonl}:{line_no}"))
     return samples
 
 
@@ -204,17 +252,19 @@ def read_folder_split(split_dir: Path) -> list[Sample]:
     return samples
 
 
-def read_split(split_dir: Path) -> list[Sample]:
+def read_split(split_dir: Path, problems: list[Problem] | None = None) -> list[Sample]:
     """Read a split in whichever layout it uses.
 
     Args:
         split_dir: The split folder.
+        problems: When given, malformed JSONL lines are collected here and skipped
+            instead of raising on the first one.
 
     Returns:
         The split's samples.
     """
     if detect_layout(split_dir) == "jsonl":
-        return read_jsonl_split(split_dir)
+        return read_jsonl_split(split_dir, problems)
     return read_folder_split(split_dir)
 
 

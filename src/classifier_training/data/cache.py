@@ -1,0 +1,332 @@
+"""A shared cache of decoded, resized images (``data.cache``).
+
+What is cached is the output of the deterministic first pipeline stage
+(:class:`~classifier_training.data.dataset.DecodeAndResize`: decode to RGB, EXIF
+orientation, resize the whole crop to ``image_size x image_size``), as one
+contiguous ``uint8`` array of shape ``(N, S, S, 3)`` with one row per distinct
+image path. Random augmentation runs *after* the cache, so it stays random every
+epoch, and a cached image is bit-identical to an uncached one.
+
+* ``ram``: the array lives in shared memory (``torch.Tensor.share_memory_``),
+  created before the DataLoader workers start; forked workers map the same pages,
+  spawned workers receive a handle to them (torch's pickler) — never a copy.
+* ``disk``: a ``.npy`` file opened as a read-only memory map in each process, so
+  all workers share the OS page cache. It is named after a key computed from what
+  it was built from (each image's path, byte size and modification time, the
+  image size, resize mode and padding colour): a changed dataset gets a new key
+  and is rebuilt, never served stale. A JSON index sits next to it.
+* ``auto``: ``ram`` when the decoded set (distinct images x S x S x 3 bytes) takes
+  at most half the available memory, else ``disk``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from loguru import logger
+from PIL import Image
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from classifier_training.utils.io import atomic_path, atomic_write_json
+
+CacheMode = Literal["none", "ram", "disk", "auto"]
+CacheKind = Literal["ram", "disk"]
+CACHE_VERSION = 1
+#: ``auto`` uses RAM when the cache needs at most this share of available memory.
+RAM_FRACTION = 0.5
+
+ImageArray = np.ndarray[Any, np.dtype[np.uint8]]
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (``MemAvailable`` on Linux)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def shared_memory_free() -> int | None:
+    """Free bytes in ``/dev/shm`` (where shared tensors live), if it exists.
+
+    Containers often limit it (Docker: 64 MB), far below the machine's memory.
+    """
+    try:
+        stat = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def cache_bytes(num_images: int, image_size: int) -> int:
+    """Size of the decoded set: ``num_images x S x S x 3`` bytes."""
+    return num_images * image_size * image_size * 3
+
+
+def choose_cache_kind(
+    num_images: int, image_size: int, available: int | None = None
+) -> CacheKind:
+    """``ram`` if the decoded set fits comfortably in available memory, else ``disk``.
+
+    Args:
+        num_images: Distinct images to cache.
+        image_size: Side of the cached images.
+        available: Available memory in bytes (default: measured now, and no
+            more than the free space of ``/dev/shm``).
+
+    Returns:
+        The cache kind for ``data.cache=auto``.
+    """
+    if available is None:
+        available = available_memory()
+        shm = shared_memory_free()
+        available = available if shm is None else min(available, shm)
+    need = cache_bytes(num_images, image_size)
+    return "ram" if need <= RAM_FRACTION * available else "disk"
+
+
+def cache_key(paths: Sequence[Path], image_size: int, settings: dict[str, Any]) -> str:
+    """Key of a disk cache: changes whenever an input file or a setting changes.
+
+    Args:
+        paths: The cached images, in row order.
+        image_size: Side of the cached images.
+        settings: Other settings the cached pixels depend on (resize mode, fill).
+
+    Returns:
+        A hex digest.
+    """
+    digest = hashlib.sha256()
+    header = {"version": CACHE_VERSION, "size": image_size, **settings}
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"\n{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+class ImageCache:
+    """Decoded ``S x S`` RGB images in one shared ``uint8`` array, indexed by path.
+
+    Build one with :func:`build_cache`. Pickling keeps it shared: the RAM kind
+    travels as a shared-memory tensor, the disk kind as its file name (reopened
+    as a memory map in the receiving process).
+
+    Args:
+        paths: Image path of each row of the array.
+        kind: ``ram`` or ``disk``.
+        image_size: Side of the cached images.
+        storage: The shared tensor (``ram``).
+        file: The ``.npy`` file (``disk``).
+        failures: Paths that could not be decoded, with the reason.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        kind: CacheKind,
+        image_size: int,
+        storage: torch.Tensor | None = None,
+        file: Path | None = None,
+        failures: dict[str, str] | None = None,
+    ) -> None:
+        self.kind: CacheKind = kind
+        self.image_size = image_size
+        self.failures = dict(failures or {})
+        self.index = {
+            str(p): i for i, p in enumerate(paths) if str(p) not in self.failures
+        }
+        self.storage = storage
+        self.file = file
+        self._array: ImageArray | None = None
+
+    def __len__(self) -> int:
+        """Number of cached (decodable) images."""
+        return len(self.index)
+
+    @property
+    def array(self) -> ImageArray:
+        """The ``(N, S, S, 3)`` array (a view: no copy)."""
+        if self._array is None:
+            if self.storage is not None:
+                self._array = self.storage.numpy()
+            else:
+                assert self.file is not None
+                self._array = np.load(self.file, mmap_mode="r")
+        return self._array
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the array."""
+        return int(self.array.nbytes)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the numpy view (a memmap would be copied)."""
+        state = self.__dict__.copy()
+        state["_array"] = None
+        return state
+
+    def get(self, path: Path) -> Image.Image | None:
+        """The cached image of ``path``, or ``None`` if it is not cached."""
+        row = self.index.get(str(path))
+        if row is None:
+            return None
+        # fromarray copies S*S*3 bytes into the PIL image the augmentations need.
+        return Image.fromarray(self.array[row])
+
+
+class CachedLoader:
+    """An image loader that serves the cache and falls back to decoding.
+
+    Args:
+        cache: The cache.
+        fallback: Loader for paths not in the cache (the uncached stage 1).
+    """
+
+    def __init__(self, cache: ImageCache, fallback: Callable[[Path], Image.Image]):
+        self.cache = cache
+        self.fallback = fallback
+
+    def __call__(self, path: Path) -> Image.Image:
+        """The cached image of ``path`` (decoded with ``fallback`` if absent)."""
+        image = self.cache.get(path)
+        return image if image is not None else self.fallback(path)
+
+
+def _fill(
+    target: ImageArray,
+    paths: Sequence[Path],
+    loader: Callable[[Path], Image.Image],
+    image_size: int,
+    description: str,
+    workers: int | None,
+) -> dict[str, str]:
+    """Decode every path into ``target`` (threads: PIL releases the GIL)."""
+    failures: dict[str, str] = {}
+    expected = (image_size, image_size)
+
+    def work(item: tuple[int, Path]) -> None:
+        row, path = item
+        try:
+            image = loader(path)
+            if image.size != expected or image.mode != "RGB":
+                raise ValueError(f"loader returned {image.mode} {image.size}")
+            target[row] = np.asarray(image, dtype=np.uint8)
+        except Exception as error:  # reported per file by the caller
+            failures[str(path)] = f"{type(error).__name__}: {error}"
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task(description, total=len(paths))
+        threads = workers or min(8, 2 * (os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for _ in pool.map(work, enumerate(paths)):
+                progress.advance(task)
+    return failures
+
+
+def build_cache(
+    paths: Sequence[Path],
+    loader: Callable[[Path], Image.Image],
+    image_size: int,
+    kind: CacheKind,
+    cache_dir: Path | None = None,
+    name: str = "images",
+    settings: dict[str, Any] | None = None,
+    workers: int | None = None,
+) -> ImageCache:
+    """Build (or, for ``disk``, reuse when its key matches) a cache of ``paths``.
+
+    Args:
+        paths: Images to cache; duplicates are stored once.
+        loader: The deterministic stage 1 (must return ``S x S`` RGB images).
+        image_size: ``S``.
+        kind: ``ram`` or ``disk``.
+        cache_dir: Folder of the disk cache (required for ``disk``).
+        name: Prefix of the cache files and progress label (e.g. the split).
+        settings: Other settings the pixels depend on, part of the disk key.
+        workers: Decoding threads.
+
+    Returns:
+        The cache; images that failed to decode are listed in ``failures``.
+    """
+    unique = list(dict.fromkeys(paths))
+    shape = (len(unique), image_size, image_size, 3)
+    label = f"caching {name} images ({kind}, {image_size}px)"
+    if kind == "ram":
+        shm = shared_memory_free()
+        if shm is not None and cache_bytes(len(unique), image_size) > shm:
+            raise OSError(
+                f"the RAM cache needs {cache_bytes(len(unique), image_size)} bytes "
+                f"but /dev/shm has {shm} free (use data.cache=disk, or enlarge "
+                "/dev/shm, e.g. docker run --shm-size)"
+            )
+        storage = torch.zeros(shape, dtype=torch.uint8).share_memory_()  # type: ignore[no-untyped-call]
+        failures = _fill(storage.numpy(), unique, loader, image_size, label, workers)
+        return ImageCache(unique, "ram", image_size, storage=storage, failures=failures)
+    if cache_dir is None:
+        raise ValueError("a disk cache needs a cache_dir")
+    key = cache_key(unique, image_size, settings or {})
+    # Settings are in the stem, so only a cache of the *same* settings built from
+    # other data counts as stale (a concurrent run with other settings is safe).
+    settings_id = hashlib.sha256(
+        json.dumps(settings or {}, sort_keys=True).encode()
+    ).hexdigest()[:8]
+    stem = f"{name}-{image_size}px-{settings_id}"
+    file = cache_dir / f"{stem}-{key[:24]}.npy"
+    index_file = file.with_suffix(".json")
+    if file.is_file() and index_file.is_file():
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+        if index.get("key") == key and index.get("paths") == [str(p) for p in unique]:
+            logger.info(f"using disk cache {file}")
+            return ImageCache(
+                unique, "disk", image_size, file=file, failures=index["failures"]
+            )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for stale in cache_dir.glob(f"{stem}-*"):
+        if stale.suffix in (".npy", ".json") and stale.stem != file.stem:
+            stale.unlink(missing_ok=True)  # built from other data: never reused
+    with atomic_path(file) as tmp:
+        target = np.lib.format.open_memmap(  # type: ignore[no-untyped-call]
+            tmp, mode="w+", dtype=np.uint8, shape=shape
+        )
+        failures = _fill(target, unique, loader, image_size, label, workers)
+        target.flush()
+        del target
+    atomic_write_json(
+        index_file,
+        {
+            "version": CACHE_VERSION,
+            "key": key,
+            "image_size": image_size,
+            "paths": [str(p) for p in unique],
+            "failures": failures,
+        },
+    )
+    return ImageCache(unique, "disk", image_size, file=file, failures=failures)

@@ -1,0 +1,126 @@
+"""``classifier-check-data``: full audit, leakage report, ``--json``, exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from classifier_training.check_data import main
+from tests.helpers import write_jsonl_split
+from tests.test_validation import add_rows, row
+
+
+def make_clean_dataset(root: Path) -> Path:
+    """Train/valid/test whose images all differ (the shared helper reuses seeds)."""
+    for offset, split in enumerate(("train", "valid", "test")):
+        write_jsonl_split(root / split, ["", "7", "23"], 3 if split == "train" else 2)
+        for index, image in enumerate(sorted((root / split / "images").iterdir())):
+            rng = np.random.default_rng([offset, index])
+            pixels = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(image)
+    return root
+
+
+def run_json(root: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:  # type: ignore[type-arg]
+    code = main([str(root), "--json", "--workers", "2"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_clean_dataset_exits_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_clean_dataset(tmp_path / "d")
+    code, result = run_json(root, capsys)
+    assert code == 0
+    assert result["ok"] is True
+    assert result["problems"] == []
+    assert result["leakage"] == []
+    assert result["splits"]["train"] == {
+        "rows": 9,
+        "images": 9,
+        "classes": {"23": 3, "7": 3, "<empty>": 3},
+    }
+    assert result["layouts"] == {"train": "jsonl", "valid": "jsonl", "test": "jsonl"}
+
+
+def test_leakage_across_and_within_splits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_clean_dataset(tmp_path / "d")
+    train_img = root / "train" / "images" / "c1_0.png"
+    # Same pixels, different file format and bytes: found by the pixel hash.
+    Image.open(train_img).save(root / "test" / "images" / "copy.bmp")
+    add_rows(root / "test", row("images/copy.bmp", "7"))
+    shutil.copy(
+        root / "valid" / "images" / "c0_0.png", root / "valid" / "images" / "x.png"
+    )
+    add_rows(root / "valid", row("images/x.png", ""))
+    code, result = run_json(root, capsys)
+    assert code == 1
+    cross, within = result["leakage"]
+    assert cross["cross_split"] is True
+    assert cross["splits"] == ["test", "train"]
+    assert {f["path"] for f in cross["files"]} == {
+        str(root / "test" / "images" / "copy.bmp"),
+        str(train_img),
+    }
+    assert within["cross_split"] is False
+    assert within["splits"] == ["valid"]
+    severities = sorted(p["severity"] for p in result["problems"])
+    assert severities == ["error", "warning"]
+
+
+def test_full_decode_finds_what_the_header_pass_cannot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_clean_dataset(tmp_path / "d")
+    image = root / "valid" / "images" / "c2_1.png"
+    Image.effect_noise((64, 64), 50).convert("RGB").save(image)
+    data = image.read_bytes()
+    image.write_bytes(data[:200] + data[-12:])  # IEND kept: tail looks complete
+    jsonl = root / "valid" / "annotations.jsonl"
+    add_rows(root / "valid", "{broken", row("images/c0_0.png", 5))
+    code, result = run_json(root, capsys)
+    assert code == 1
+    wheres = {p["where"]: p["message"] for p in result["problems"]}
+    assert f"{jsonl}:7" in wheres
+    assert "not valid JSON" in wheres[f"{jsonl}:7"]
+    assert "must be a string" in wheres[f"{jsonl}:8"]
+    assert str(image) in wheres[f"{jsonl}:6"]
+    assert result["bad_images"] == 1
+
+
+def test_unknown_eval_labels_are_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_clean_dataset(tmp_path / "d")
+    add_rows(root / "valid", row("images/c0_0.png", "99"))
+    code, result = run_json(root, capsys)
+    assert code == 0
+    messages = [p["message"] for p in result["problems"] if p["severity"] == "warning"]
+    assert any("'99'" in m and "not a train class" in m for m in messages)
+
+
+def test_rich_report_and_exit_codes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_clean_dataset(tmp_path / "d")
+    command = [sys.executable, "-m", "classifier_training.check_data", str(root)]
+    ok = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "rows per class" in ok.stdout
+    assert "OK: 0 error(s)" in ok.stdout
+    (root / "valid" / "images" / "c0_0.png").write_bytes(b"")
+    assert main([str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "empty image file (0 bytes)" in out
+    assert "FAILED: 1 error(s)" in out
+    assert main([str(tmp_path / "nope")]) == 2
+    assert "data root folder does not exist" in capsys.readouterr().err
