@@ -27,11 +27,12 @@ from classifier_training.inference.checkpoint_classifier import infer_resnet_arc
 from classifier_training.inference.evaluate import evaluate_samples
 from classifier_training.inference.onnx_classifier import choose_provider
 from classifier_training.labels_mapping import read_labels_mapping, write_labels_mapping
+from tests import test_inference_support as support
 from tests.helpers import class_image, make_jsonl_dataset
-from tests.test_inference_support import (  # noqa: F401 (fixtures)
-    TrainedRun,
-    trained_run,
-)
+from tests.test_inference_support import TrainedRun
+
+# Session fixtures shared by the inference test modules.
+trained_run = support.trained_run
 
 
 def _test_images(run: TrainedRun) -> list[Path]:
@@ -58,7 +59,10 @@ def test_preprocessing_from_mapping_matches_datamodule(
     root = make_jsonl_dataset(tmp_path / "data", per_class=2, eval_per_class=2)
     _awkward_valid_images(root)
     config = DataModuleConfig(
-        data_root=root, image_size=28, resize_mode=mode, num_workers=0  # type: ignore[arg-type]
+        data_root=root,
+        image_size=28,
+        resize_mode=mode,
+        num_workers=0,  # type: ignore[arg-type]
     )
     datamodule = ImageFolderDataModule(config)
     datamodule.setup()
@@ -79,7 +83,9 @@ def test_preprocessing_from_mapping_matches_datamodule(
 def test_preprocessor_batch_and_pil_input(tmp_path: Path) -> None:
     config = DataModuleConfig(data_root=tmp_path, image_size=16)
     write_labels_mapping(tmp_path, {"a": 0, "b": 1}, config)
-    pre = Preprocessor.from_mapping(read_labels_mapping(tmp_path / "labels_mapping.json"))
+    pre = Preprocessor.from_mapping(
+        read_labels_mapping(tmp_path / "labels_mapping.json")
+    )
     image = class_image(0, 0, size=20)
     path = tmp_path / "x.png"
     image.save(path)
@@ -131,7 +137,8 @@ def test_prediction_interface(trained_run: TrainedRun) -> None:
     probs = [s.probability for s in single.top_k]
     assert probs == sorted(probs, reverse=True)
     from_pil = classifier.predict(Image.open(images[0]), top_k=1)
-    assert from_pil.class_id == single.class_id and from_pil.source is None
+    assert from_pil.class_id == single.class_id
+    assert from_pil.source is None
     assert len(from_pil.top_k) == 1
     # Dynamic batch: batch size does not change results.
     one_by_one = classifier.predict(images, batch_size=1)
@@ -174,7 +181,7 @@ def test_missing_mapping_is_named(trained_run: TrainedRun, tmp_path: Path) -> No
         load_classifier(ckpt)
     mapping = trained_run.run_dir / "labels_mapping.json"
     assert load_classifier(ckpt, mapping).num_classes == 3
-    with pytest.raises(ModelLoadError, match="nowhere.json: labels mapping file not"):
+    with pytest.raises(ModelLoadError, match=r"nowhere\.json: labels mapping file not"):
         ONNXClassifier(lonely, tmp_path / "nowhere.json")
     with pytest.raises(ModelLoadError, match=r"missing\.onnx: model file not found"):
         ONNXClassifier(tmp_path / "missing.onnx", mapping)
@@ -190,7 +197,7 @@ def test_mapping_of_another_run_is_refused(
     four = write_labels_mapping(
         tmp_path / "four.json", {"a": 0, "b": 1, "c": 2, "d": 3}, config
     )
-    with pytest.raises(ModelLoadError, match="3 outputs but .* lists 4 classes"):
+    with pytest.raises(ModelLoadError, match=r"3 outputs but .* lists 4 classes"):
         ONNXClassifier(trained_run.onnx, four)
 
 
@@ -230,9 +237,7 @@ def test_checkpoint_uses_averaged_weights(
     )
 
 
-@pytest.mark.parametrize(
-    "arch", ["resnet18", "resnet34", "resnet50"]
-)
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50"])
 def test_architecture_is_inferred_from_weights(arch: str) -> None:
     state = getattr(tv_models, arch)(weights=None, num_classes=4).state_dict()
     assert infer_resnet_arch(state, Path("x.ckpt")) == arch

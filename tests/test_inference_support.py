@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -71,19 +72,26 @@ def train_tiny_run(data_root: Path, run_dir: Path) -> None:
         check=True,
         cwd=REPO,
         capture_output=True,
-        env={**_env(), "PYTHONPATH": f"{REPO / 'src'}"},
+        env={**os.environ, "PYTHONPATH": f"{REPO / 'src'}"},
     )
 
 
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
+# Each test module imports the fixtures, which makes separate fixture definitions;
+# this cache keeps them to one build per session all the same.
+_BUILT: dict[str, object] = {}
 
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     """Train once per session, export ``best.ckpt`` to ``<run>/model.onnx``."""
+    if "trained_run" not in _BUILT:
+        _BUILT["trained_run"] = _build_trained_run(tmp_path_factory)
+    run = _BUILT["trained_run"]
+    assert isinstance(run, TrainedRun)
+    return run
+
+
+def _build_trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     from classifier_training.inference.checkpoint_classifier import (
         CheckpointClassifier,
     )
@@ -119,6 +127,14 @@ COLOR_INDEX = {"red": 0, "green": 1, "blue": 2}
 @pytest.fixture(scope="session")
 def color_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``model.onnx`` + ``labels_mapping.json`` of :class:`ChannelArgmax`."""
+    if "color_model" not in _BUILT:
+        _BUILT["color_model"] = _build_color_model(tmp_path_factory)
+    path = _BUILT["color_model"]
+    assert isinstance(path, Path)
+    return path
+
+
+def _build_color_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("color_model")
     config = DataModuleConfig(data_root=folder, image_size=IMAGE_SIZE)
     write_labels_mapping(

@@ -70,8 +70,8 @@ __all__ = [
     "Classifier",
     "ModelLoadError",
     "ONNXClassifier",
-    "Preprocessor",
     "Prediction",
+    "Preprocessor",
     "find_labels_mapping",
     "load_classifier",
 ]

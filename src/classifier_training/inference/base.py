@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from classifier_training.inference.preprocess import ImageInput, Preprocessor
 from classifier_training.inference.results import ClassScore, Prediction
@@ -52,7 +53,7 @@ def find_labels_mapping(model_path: Path, explicit: str | Path | None) -> Path:
     )
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """Row-wise softmax, computed in float64 for stability."""
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
@@ -95,7 +96,7 @@ class Classifier(ABC):
         return self.preprocessor.size
 
     @abstractmethod
-    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+    def predict_logits(self, batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Run the network on a preprocessed ``N x 3 x H x W`` float32 batch.
 
         Args:
@@ -105,12 +106,12 @@ class Classifier(ABC):
             ``N x num_classes`` float32 logits.
         """
 
-    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+    def predict_proba(self, batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Softmax probabilities (float64) for a preprocessed batch."""
         return softmax(self.predict_logits(batch))
 
     def _results(
-        self, probs: np.ndarray, top_k: int, sources: Sequence[str | None]
+        self, probs: npt.NDArray[Any], top_k: int, sources: Sequence[str | None]
     ) -> list[Prediction]:
         k = max(1, min(top_k, self.num_classes))
         # Stable descending order: ties go to the lower class index, like argmax.
@@ -150,13 +151,11 @@ class Classifier(ABC):
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             probs = self.predict_proba(self.preprocessor.batch(chunk))
-            sources = [
-                None if not isinstance(i, str | Path) else str(i) for i in chunk
-            ]
+            sources = [None if not isinstance(i, str | Path) else str(i) for i in chunk]
             yield from self._results(probs, top_k, sources)
 
     @overload
-    def predict(
+    def predict(  # type: ignore[overload-overlap]  # a str is also a Sequence
         self, images: ImageInput, top_k: int = ..., batch_size: int = ...
     ) -> Prediction: ...
 
@@ -185,6 +184,8 @@ class Classifier(ABC):
             return next(self.iter_predict([images], top_k, 1))
         return list(self.iter_predict(images, top_k, batch_size))
 
-    def predict_batch(self, batch: np.ndarray, top_k: int = 5) -> list[Prediction]:
+    def predict_batch(
+        self, batch: npt.NDArray[Any], top_k: int = 5
+    ) -> list[Prediction]:
         """Classify an already preprocessed ``N x 3 x H x W`` float32 batch."""
         return self._results(self.predict_proba(batch), top_k, [None] * len(batch))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 from torchvision import models as tv_models
@@ -172,7 +173,7 @@ class CheckpointClassifier(Classifier):
         return network
 
     @torch.inference_mode()
-    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+    def predict_logits(self, batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Run the network (eval mode) on a preprocessed float32 batch."""
         tensor = torch.from_numpy(np.ascontiguousarray(batch, np.float32))
         logits = self.network(tensor.to(self.device))

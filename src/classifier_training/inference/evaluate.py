@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -67,17 +68,17 @@ class Evaluation:
 
     class_names: list[str]
     samples: list[Sample]
-    targets: np.ndarray
-    probs: np.ndarray
+    targets: npt.NDArray[Any]
+    probs: npt.NDArray[Any]
     excluded: ExcludedRows
     top_k: int
 
     @property
-    def predicted(self) -> np.ndarray:
+    def predicted(self) -> npt.NDArray[Any]:
         """Top-1 class index per row (ties go to the lower index)."""
         return np.asarray(self.probs.argmax(axis=1))
 
-    def confusion(self) -> np.ndarray:
+    def confusion(self) -> npt.NDArray[Any]:
         """``C x C`` counts; rows are true classes, columns predictions."""
         return np.asarray(
             multiclass_confusion_matrix(
@@ -218,7 +219,7 @@ def evaluate_samples(
     )
 
 
-def plot_confusion(matrix: np.ndarray, names: list[str], path: Path) -> Path:
+def plot_confusion(matrix: npt.NDArray[Any], names: list[str], path: Path) -> Path:
     """Save the confusion matrix as a heat map (counts written when it is small)."""
     import matplotlib
 
@@ -312,7 +313,9 @@ def write_report(
         "confident_mistakes": mistakes,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_confusion(evaluation.confusion(), evaluation.class_names, out_dir / CONFUSION_FILE)
+    plot_confusion(
+        evaluation.confusion(), evaluation.class_names, out_dir / CONFUSION_FILE
+    )
     plot_mistakes(mistakes, out_dir / GALLERY_FILE)
     atomic_write_json(out_dir / SUMMARY_FILE, summary)
     return summary

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnxruntime as ort
 
 from classifier_training.inference.base import (
@@ -119,12 +121,12 @@ class ONNXClassifier(Classifier):
             )
         shape = inputs[INPUT_NAME].shape
         size = self.image_size
-        if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]):
-            if tuple(shape[2:]) != (size, size):
-                raise ModelLoadError(
-                    f"{self.model_path}: model input is {shape[2]}x{shape[3]} but "
-                    f"{self.mapping_path} says image_size {size}"
-                )
+        static = len(shape) == 4 and all(isinstance(d, int) for d in shape[2:])
+        if static and tuple(shape[2:]) != (size, size):
+            raise ModelLoadError(
+                f"{self.model_path}: model input is {shape[2]}x{shape[3]} but "
+                f"{self.mapping_path} says image_size {size}"
+            )
         out_shape = outputs[OUTPUT_NAME].shape
         if isinstance(out_shape[-1], int) and out_shape[-1] != self.num_classes:
             raise ModelLoadError(
@@ -132,7 +134,7 @@ class ONNXClassifier(Classifier):
                 f"{self.mapping_path} lists {self.num_classes} classes"
             )
 
-    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+    def predict_logits(self, batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Run the ONNX model on a preprocessed float32 batch."""
         (logits,) = self.session.run(
             [OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, np.float32)}

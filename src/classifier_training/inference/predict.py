@@ -16,8 +16,10 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from PIL import UnidentifiedImageError
 
 from classifier_training.data.readers import IMAGE_EXTENSIONS
@@ -95,7 +97,7 @@ def predict_files(
     """
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        arrays: list[np.ndarray] = []
+        arrays: list[npt.NDArray[Any]] = []
         outcome: list[int | str] = []
         for path in chunk:
             try:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from classifier_training.data.image_io import load_image, to_rgb
@@ -108,24 +109,21 @@ class Preprocessor:
         Returns:
             The resized RGB image.
         """
-        if isinstance(image, Image.Image):
-            rgb = to_rgb(image)
-        else:
-            rgb = load_image(image)
+        rgb = to_rgb(image) if isinstance(image, Image.Image) else load_image(image)
         return resize_to_input(rgb, self.size, self.mode, self.pad_color)
 
-    def to_array(self, resized: Image.Image) -> np.ndarray:
+    def to_array(self, resized: Image.Image) -> npt.NDArray[Any]:
         """Scale and normalise a resized image to ``3 x H x W`` float32."""
         pixels = np.asarray(resized, dtype=np.float32) * np.float32(self.scale)
         mean = np.asarray(self.mean, dtype=np.float32)
         std = np.asarray(self.std, dtype=np.float32)
         return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
 
-    def __call__(self, image: ImageInput) -> np.ndarray:
+    def __call__(self, image: ImageInput) -> npt.NDArray[Any]:
         """Preprocess one image to ``3 x H x W`` float32."""
         return self.to_array(self.load(image))
 
-    def batch(self, images: Sequence[ImageInput]) -> np.ndarray:
+    def batch(self, images: Sequence[ImageInput]) -> npt.NDArray[Any]:
         """Preprocess several images to one ``N x 3 x H x W`` float32 array."""
         if not images:
             return np.zeros((0, 3, self.size, self.size), dtype=np.float32)
