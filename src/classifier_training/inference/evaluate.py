@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default: "
-        "<model folder>/evaluation_<split>)",
+        "<run folder>/evaluation_<split>, beside labels_mapping.json)",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--labels-mapping", type=Path, default=None)
@@ -404,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if evaluation.excluded.count:
         print(f"warning: {evaluation.excluded.summary(args.split)}", file=sys.stderr)
-    out_dir = args.out or args.model.parent / f"evaluation_{args.split}"
+    # Default: the run folder (where labels_mapping.json is), for .onnx and .ckpt.
+    out_dir = args.out or classifier.mapping_path.parent / f"evaluation_{args.split}"
     context = {
         "model": str(args.model),
         "data_root": str(args.data_root),
