@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 verdict = "met" if ort_ips / torch_ips >= TARGET_RATIO else "MISSED"
                 target_line = (
                     f"target onnxruntime >= {TARGET_RATIO}x torch eager at batch "
-                    f"{args.batch}, 224 px: {ort_ips / torch_ips:.2f}x ({verdict})"
+                    f"{args.batch}, 224 px: {ort_ips / torch_ips:.3f}x ({verdict})"
                 )
     console.print(table)
     console.print(ratios)
