@@ -276,7 +276,7 @@ def plot_mistakes(mistakes: list[dict[str, Any]], path: Path) -> Path:
     if not mistakes:
         axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
