@@ -1,0 +1,191 @@
+"""What every classifier shares: mapping, preprocessing, batching, top-k."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from classifier_training.inference.preprocess import ImageInput, Preprocessor
+from classifier_training.inference.results import ClassScore, Prediction
+from classifier_training.labels_mapping import LABELS_MAPPING_FILE, read_labels_mapping
+
+
+class ModelLoadError(ValueError):
+    """A model or its labels mapping cannot be used; the message names the file."""
+
+
+def find_labels_mapping(model_path: Path, explicit: str | Path | None) -> Path:
+    """Locate the ``labels_mapping.json`` that belongs to a model file.
+
+    Looks beside the model, then one folder up (a checkpoint lives in
+    ``<run>/checkpoints/``; the mapping in ``<run>/``).
+
+    Args:
+        model_path: The ``.onnx`` or checkpoint file.
+        explicit: A mapping path given by the caller (used as is when set).
+
+    Returns:
+        The mapping path.
+
+    Raises:
+        ModelLoadError: If no mapping is found (the places searched are named).
+    """
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: labels mapping file not found")
+        return path
+    candidates = [
+        model_path.parent / LABELS_MAPPING_FILE,
+        model_path.parent.parent / LABELS_MAPPING_FILE,
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ModelLoadError(
+        f"{model_path}: no {LABELS_MAPPING_FILE} found (looked in "
+        f"{', '.join(str(c.parent) for c in candidates)}); pass its path explicitly"
+    )
+
+
+def softmax(logits: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Row-wise softmax, computed in float64 for stability."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+
+
+class Classifier(ABC):
+    """Common interface of :class:`ONNXClassifier` and :class:`CheckpointClassifier`.
+
+    Subclasses implement :meth:`predict_logits` on preprocessed batches; everything
+    else (decoding, resizing, normalising, batching, softmax, top-k) lives here.
+
+    Args:
+        mapping: The parsed ``labels_mapping.json``.
+        mapping_path: Where it came from (for messages).
+    """
+
+    def __init__(self, mapping: dict[str, Any], mapping_path: Path) -> None:
+        self.mapping = mapping
+        self.mapping_path = mapping_path
+        self.num_classes: int = int(mapping["num_classes"])
+        self.class_names: list[str] = [
+            mapping["idx_to_class"][str(i)] for i in range(self.num_classes)
+        ]
+        self.class_to_idx: dict[str, int] = {
+            name: i for i, name in enumerate(self.class_names)
+        }
+        self.preprocessor = Preprocessor.from_mapping(mapping, str(mapping_path))
+
+    @staticmethod
+    def _read_mapping(path: Path) -> dict[str, Any]:
+        try:
+            return read_labels_mapping(path)
+        except ValueError as error:
+            raise ModelLoadError(str(error)) from None
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square network input."""
+        return self.preprocessor.size
+
+    @abstractmethod
+    def predict_logits(self, batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Run the network on a preprocessed ``N x 3 x H x W`` float32 batch.
+
+        Args:
+            batch: Normalised images.
+
+        Returns:
+            ``N x num_classes`` float32 logits.
+        """
+
+    def predict_proba(self, batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Softmax probabilities (float64) for a preprocessed batch."""
+        return softmax(self.predict_logits(batch))
+
+    def _results(
+        self, probs: npt.NDArray[Any], top_k: int, sources: Sequence[str | None]
+    ) -> list[Prediction]:
+        k = max(1, min(top_k, self.num_classes))
+        # Stable descending order: ties go to the lower class index, like argmax.
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        results = []
+        for row, indices, source in zip(probs, order, sources, strict=True):
+            scores = [
+                ClassScore(self.class_names[i], int(i), float(row[i])) for i in indices
+            ]
+            best = scores[0]
+            results.append(
+                Prediction(
+                    label=best.label,
+                    class_id=best.class_id,
+                    confidence=best.probability,
+                    top_k=scores,
+                    source=source,
+                )
+            )
+        return results
+
+    def iter_predict(
+        self, images: Sequence[ImageInput], top_k: int = 5, batch_size: int = 32
+    ) -> Iterator[Prediction]:
+        """Predict images lazily, ``batch_size`` at a time.
+
+        Args:
+            images: File paths or PIL images.
+            top_k: Classes to keep per image (capped at the number of classes).
+            batch_size: Images per network call.
+
+        Yields:
+            One prediction per image, in order.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            probs = self.predict_proba(self.preprocessor.batch(chunk))
+            sources = [None if not isinstance(i, str | Path) else str(i) for i in chunk]
+            yield from self._results(probs, top_k, sources)
+
+    @overload
+    def predict(  # type: ignore[overload-overlap]  # a str is also a Sequence
+        self, images: ImageInput, top_k: int = ..., batch_size: int = ...
+    ) -> Prediction: ...
+
+    @overload
+    def predict(
+        self, images: Sequence[ImageInput], top_k: int = ..., batch_size: int = ...
+    ) -> list[Prediction]: ...
+
+    def predict(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        top_k: int = 5,
+        batch_size: int = 32,
+    ) -> Prediction | list[Prediction]:
+        """Classify one image or a list of images.
+
+        Args:
+            images: A file path or PIL image, or a sequence of them.
+            top_k: Classes to keep per image (capped at the number of classes).
+            batch_size: Images per network call.
+
+        Returns:
+            A :class:`Prediction` for one image, a list for a sequence.
+        """
+        if isinstance(images, str | Path) or not isinstance(images, Sequence):
+            return next(self.iter_predict([images], top_k, 1))
+        return list(self.iter_predict(images, top_k, batch_size))
+
+    def predict_batch(
+        self, batch: npt.NDArray[Any], top_k: int = 5
+    ) -> list[Prediction]:
+        """Classify an already preprocessed ``N x 3 x H x W`` float32 batch."""
+        return self._results(self.predict_proba(batch), top_k, [None] * len(batch))

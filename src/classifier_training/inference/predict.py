@@ -1,0 +1,158 @@
+"""``classifier-predict``: classify image files with a model or checkpoint.
+
+Prints one tab-separated line per image (path, label, confidence), or JSON lines
+with ``--json``. Unreadable inputs are reported on stderr, naming the file, and
+the other images are still predicted.
+
+Exit status: 0 when every image was predicted, 1 when some input failed (missing
+file, not an image, empty folder), 2 when the model cannot be used (e.g. missing
+``labels_mapping.json``) or the arguments are wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import UnidentifiedImageError
+
+from classifier_training.data.readers import IMAGE_EXTENSIONS
+from classifier_training.inference import ModelLoadError, load_classifier
+from classifier_training.inference.base import Classifier
+from classifier_training.inference.preprocess import PreprocessingError
+from classifier_training.inference.results import Prediction
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="classifier-predict",
+        description="Classify images with a model.onnx or a Lightning checkpoint.",
+        epilog="Exit status: 0 all predicted, 1 some input failed, 2 unusable model.",
+    )
+    parser.add_argument("model", type=Path, help="model.onnx or checkpoint (.ckpt)")
+    parser.add_argument(
+        "inputs", type=Path, nargs="+", help="image files or folders (recursive)"
+    )
+    parser.add_argument("--top-k", type=int, default=5, help="classes per image")
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per call")
+    parser.add_argument(
+        "--labels-mapping", type=Path, default=None, help="labels_mapping.json path"
+    )
+    parser.add_argument(
+        "--provider", default=None, help="onnxruntime provider: cpu, cuda, ..."
+    )
+    return parser
+
+
+def expand_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[str]]:
+    """Turn files and folders into a list of image files.
+
+    Args:
+        inputs: Paths given on the command line.
+
+    Returns:
+        The image files (folders expanded recursively, sorted) and error
+        messages for inputs that do not exist or hold no images.
+    """
+    files: list[Path] = []
+    errors: list[str] = []
+    for path in inputs:
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not found:
+                errors.append(f"{path}: folder holds no image files")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append(f"{path}: file not found")
+    return files, errors
+
+
+def predict_files(
+    classifier: Classifier, files: Sequence[Path], top_k: int, batch_size: int
+) -> Iterator[Prediction | str]:
+    """Predict files in batches; yield a prediction or an error message for each.
+
+    Args:
+        classifier: The model.
+        files: Image files.
+        top_k: Classes per image.
+        batch_size: Images per network call.
+
+    Yields:
+        In input order, a :class:`Prediction` or a one-line error naming the file.
+    """
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        arrays: list[npt.NDArray[Any]] = []
+        outcome: list[int | str] = []
+        for path in chunk:
+            try:
+                arrays.append(classifier.preprocessor(path))
+                outcome.append(len(arrays) - 1)
+            except (OSError, UnidentifiedImageError, ValueError) as error:
+                reason = (
+                    "not a readable image"
+                    if isinstance(error, UnidentifiedImageError)
+                    else str(error)
+                )
+                outcome.append(f"{path}: {reason}")
+        predictions = (
+            classifier.predict_batch(np.stack(arrays), top_k) if arrays else []
+        )
+        for path, item in zip(chunk, outcome, strict=True):
+            if isinstance(item, str):
+                yield item
+            else:
+                prediction = predictions[item]
+                yield Prediction(
+                    label=prediction.label,
+                    class_id=prediction.class_id,
+                    confidence=prediction.confidence,
+                    top_k=prediction.top_k,
+                    source=str(path),
+                )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``classifier-predict``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.top_k < 1 or args.batch_size < 1:
+        print("error: --top-k and --batch-size must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        classifier = load_classifier(args.model, args.labels_mapping, args.provider)
+    except (ModelLoadError, PreprocessingError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    files, errors = expand_inputs(args.inputs)
+    for message in errors:
+        print(f"error: {message}", file=sys.stderr)
+    failed = len(errors)
+    for item in predict_files(classifier, files, args.top_k, args.batch_size):
+        if isinstance(item, str):
+            print(f"error: {item}", file=sys.stderr)
+            failed += 1
+        elif args.json:
+            print(json.dumps(item.to_dict(), ensure_ascii=False))
+        else:
+            print(f"{item.source}\t{item.display_label}\t{item.confidence:.4f}")
+    sys.stdout.flush()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

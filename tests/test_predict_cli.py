@@ -1,0 +1,123 @@
+"""``classifier-predict`` end to end, including its bad-input paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from classifier_training.inference.predict import main
+from tests import test_inference_support as support
+from tests.test_inference_support import REPO, TrainedRun, write_color_image
+
+# Session fixtures shared by the inference test modules.
+color_model = support.color_model
+trained_run = support.trained_run
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> dict[str, Path]:
+    """Three colour images, two of them in a folder (one nested deeper)."""
+    return {
+        "red": write_color_image(tmp_path / "imgs" / "red.png", "red", 0),
+        "blue": write_color_image(tmp_path / "imgs" / "sub" / "blue.jpg", "blue", 1),
+        "green": write_color_image(tmp_path / "green.png", "green", 2),
+    }
+
+
+def test_text_output(
+    color_model: Path,
+    images: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = images["red"].parent
+    code = main([str(color_model), str(images["green"]), str(folder)])
+    assert code == 0
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [(path, label) for path, label, _ in lines] == [
+        (str(images["green"]), "green"),
+        (str(images["red"]), "red"),
+        (str(images["blue"]), "blue"),
+    ]
+    assert all(0.9 < float(conf) <= 1.0 for _, _, conf in lines)
+
+
+def test_json_lines(
+    color_model: Path,
+    images: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [str(color_model), str(images["red"]), str(images["green"])]
+    assert main([*argv, "--json", "--top-k", "2", "--batch-size", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label"] for r in rows] == ["red", "green"]
+    assert rows[0]["path"] == str(images["red"])
+    assert rows[0]["class_id"] == 2
+    assert len(rows[0]["top_k"]) == 2
+    assert rows[0]["top_k"][0] == {
+        "label": "red",
+        "class_id": 2,
+        "probability": rows[0]["confidence"],
+    }
+
+
+def test_bad_inputs_are_named_and_others_predicted(
+    color_model: Path,
+    images: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = tmp_path / "fake.png"
+    fake.write_text("not an image")
+    missing = tmp_path / "missing.png"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = [str(color_model), str(images["red"]), str(fake), str(missing), str(empty)]
+    assert main([*argv, str(images["green"])]) == 1
+    captured = capsys.readouterr()
+    assert [line.split("\t")[1] for line in captured.out.splitlines()] == [
+        "red",
+        "green",
+    ]
+    assert f"error: {fake}: not a readable image" in captured.err
+    assert f"error: {missing}: file not found" in captured.err
+    assert f"error: {empty}: folder holds no image files" in captured.err
+
+
+def test_missing_mapping_exits_2(
+    color_model: Path,
+    images: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lonely = Path(shutil.copy(color_model, tmp_path / "model.onnx"))
+    assert main([str(lonely), str(images["red"])]) == 2
+    assert f"error: {lonely}: no labels_mapping.json found" in capsys.readouterr().err
+    mapping = color_model.parent / "labels_mapping.json"
+    assert (
+        main([str(lonely), str(images["red"]), "--labels-mapping", str(mapping)]) == 0
+    )
+
+
+def test_checkpoint_as_subprocess(
+    trained_run: TrainedRun,
+) -> None:
+    image = sorted((trained_run.data_root / "test" / "images").glob("*.png"))[0]
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "classifier_training.inference.predict",
+            str(trained_run.checkpoint), str(image), "--json",
+        ],
+        capture_output=True, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["path"] == str(image)
+    assert row["label"] in ("", "7", "23")
+    assert len(row["top_k"]) == 3
