@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny real datasets in both layouts."""
+"""Shared fixtures: tiny real datasets in both layouts, a tiny trained run."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import make_folder_dataset, make_jsonl_dataset
+from tests.inference_support import TrainedRun, build_color_model, build_trained_run
 
 
 @pytest.fixture
@@ -19,3 +20,15 @@ def jsonl_root(tmp_path: Path) -> Path:
 def folder_root(tmp_path: Path) -> Path:
     """Class-per-folder dataset (cat, dog, fox) with a ``val/`` split."""
     return make_folder_dataset(tmp_path / "folder")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """A finished two-epoch demo run on a tiny dataset, with its ``model.onnx``."""
+    return build_trained_run(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="session")
+def color_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``model.onnx`` whose class is the brightest channel (blue, green, red)."""
+    return build_color_model(tmp_path_factory.mktemp("color_model"))

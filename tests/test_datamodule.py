@@ -15,9 +15,9 @@ from classifier_training.data.datamodule import (
     ImageFolderDataModule,
     inverse_frequency_weights,
 )
+from classifier_training.data.preprocessing import resize_to_input
 from classifier_training.data.readers import DataError
 from classifier_training.data.sampler import TrackingWeightedRandomSampler
-from classifier_training.data.transforms import resize_to_input
 from tests.helpers import make_jsonl_dataset, write_jsonl_split
 
 

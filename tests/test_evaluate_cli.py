@@ -8,12 +8,9 @@ from pathlib import Path
 import pytest
 
 from classifier_training.inference.evaluate import main
-from tests import test_inference_support as support
-from tests.test_inference_support import TrainedRun, write_color_image
+from tests.inference_support import TrainedRun, write_color_image
 
 # Session fixtures shared by the inference test modules.
-color_model = support.color_model
-trained_run = support.trained_run
 
 # (true label, colour of the image): the colour model predicts the colour, so
 # two rows are wrong (red->green, blue->red) and "purple" is unknown to it.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +29,8 @@ from classifier_training.inference.checkpoint_classifier import infer_resnet_arc
 from classifier_training.inference.evaluate import evaluate_samples
 from classifier_training.inference.onnx_classifier import choose_provider
 from classifier_training.labels_mapping import read_labels_mapping, write_labels_mapping
-from tests import test_inference_support as support
 from tests.helpers import class_image, make_jsonl_dataset
-from tests.test_inference_support import TrainedRun
-
-# Session fixtures shared by the inference test modules.
-trained_run = support.trained_run
+from tests.inference_support import REPO, TrainedRun
 
 
 def _test_images(run: TrainedRun) -> list[Path]:
@@ -147,6 +145,27 @@ def test_prediction_interface(trained_run: TrainedRun) -> None:
         assert a.class_id == b.class_id
         assert abs(a.confidence - b.confidence) < 1e-5
     json.dumps(single.to_dict())
+
+
+def test_onnx_path_runs_without_torch(color_model: Path, tmp_path: Path) -> None:
+    """A deployment needs onnxruntime, numpy and Pillow: torch is never imported."""
+    image = tmp_path / "red.png"
+    class_image(0, 0, size=20).save(image)
+    script = (
+        "import sys\n"
+        "from classifier_training.inference import ONNXClassifier\n"
+        f"p = ONNXClassifier({str(color_model)!r}).predict({str(image)!r})\n"
+        "heavy = {'torch', 'torchvision', 'lightning'} & set(sys.modules)\n"
+        "print(p.label, sorted(heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    ).stdout.split()
+    assert out == ["red", "[]"]
 
 
 def test_choose_provider() -> None:

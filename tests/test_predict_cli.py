@@ -12,12 +12,9 @@ from pathlib import Path
 import pytest
 
 from classifier_training.inference.predict import main
-from tests import test_inference_support as support
-from tests.test_inference_support import REPO, TrainedRun, write_color_image
+from tests.inference_support import REPO, TrainedRun, write_color_image
 
 # Session fixtures shared by the inference test modules.
-color_model = support.color_model
-trained_run = support.trained_run
 
 
 @pytest.fixture

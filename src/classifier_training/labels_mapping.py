@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier_training.config import DataModuleConfig
-from classifier_training.data.transforms import eval_preprocessing_spec
+from classifier_training.data.preprocessing import eval_preprocessing_spec
 from classifier_training.utils.io import atomic_write_json
 
 LABELS_MAPPING_FILE = "labels_mapping.json"

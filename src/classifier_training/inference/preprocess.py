@@ -2,7 +2,7 @@
 
 The decode and resize steps are the training pipeline's own functions
 (:func:`~classifier_training.data.image_io.load_image`,
-:func:`~classifier_training.data.transforms.resize_to_input`), so a deployed model
+:func:`~classifier_training.data.preprocessing.resize_to_input`), so a deployed model
 sees exactly the pixels it was validated on; scaling and normalisation are done in
 numpy so that the ONNX path needs no torch tensors.
 """
@@ -19,10 +19,13 @@ import numpy.typing as npt
 from PIL import Image
 
 from classifier_training.data.image_io import load_image, to_rgb
-from classifier_training.data.transforms import ResizeMode, resize_to_input
+from classifier_training.data.preprocessing import (
+    INTERPOLATION,
+    ResizeMode,
+    resize_to_input,
+)
 
 ImageInput = str | Path | Image.Image
-SUPPORTED_INTERPOLATION = "bilinear"
 
 
 class PreprocessingError(ValueError):
@@ -77,8 +80,8 @@ class Preprocessor:
         mode = resize.get("mode", "squash")
         if mode not in ("squash", "letterbox"):
             raise PreprocessingError(f"{source}: unknown resize mode {mode!r}")
-        interpolation = resize.get("interpolation", SUPPORTED_INTERPOLATION)
-        if interpolation != SUPPORTED_INTERPOLATION:
+        interpolation = resize.get("interpolation", INTERPOLATION)
+        if interpolation != INTERPOLATION:
             raise PreprocessingError(
                 f"{source}: unsupported interpolation {interpolation!r}"
             )

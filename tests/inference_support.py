@@ -1,7 +1,7 @@
-"""Fixtures shared by the inference tests: a tiny trained run and its ONNX export.
+"""Builders for the inference tests' session fixtures (see ``conftest.py``).
 
-``export_onnx`` is the one place to swap in the project's exporter
-(``classifier_training.export``) once it exists. This module holds no tests.
+A tiny real training run (its ``onnx_export`` callback writes ``model.onnx``) and
+a model whose answers are known, exported with the project's own exporter.
 """
 
 from __future__ import annotations
@@ -13,33 +13,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import torch
 from torch import nn
 
 from classifier_training.config import DataModuleConfig
+from classifier_training.export import export_onnx
 from classifier_training.labels_mapping import write_labels_mapping
 from tests.helpers import class_image, make_jsonl_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 32
-
-
-def export_onnx(network: nn.Module, image_size: int, path: Path) -> Path:
-    """Export ``network`` as the project's exporter does (input/logits, dynamic N)."""
-    x = torch.randn(2, 3, image_size, image_size)
-    program = torch.onnx.export(
-        network.eval(),
-        (x,),
-        dynamo=True,
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-        external_data=False,
-    )
-    assert program is not None
-    program.save(str(path))
-    return path
 
 
 @dataclass(frozen=True)
@@ -76,33 +59,14 @@ def train_tiny_run(data_root: Path, run_dir: Path) -> None:
     )
 
 
-# Each test module imports the fixtures, which makes separate fixture definitions;
-# this cache keeps them to one build per session all the same.
-_BUILT: dict[str, object] = {}
-
-
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
-    """Train once per session, export ``best.ckpt`` to ``<run>/model.onnx``."""
-    if "trained_run" not in _BUILT:
-        _BUILT["trained_run"] = _build_trained_run(tmp_path_factory)
-    run = _BUILT["trained_run"]
-    assert isinstance(run, TrainedRun)
-    return run
-
-
-def _build_trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
-    from classifier_training.inference.checkpoint_classifier import (
-        CheckpointClassifier,
-    )
-
-    base = tmp_path_factory.mktemp("trained")
+def build_trained_run(base: Path) -> TrainedRun:
+    """Train a tiny run; its ``onnx_export`` callback writes ``<run>/model.onnx``."""
     data_root = make_jsonl_dataset(base / "data", per_class=6, eval_per_class=4)
     run_dir = base / "run"
     train_tiny_run(data_root, run_dir)
     checkpoint = run_dir / "checkpoints" / "best.ckpt"
-    network = CheckpointClassifier(checkpoint).network
-    onnx = export_onnx(network, IMAGE_SIZE, run_dir / "model.onnx")
+    onnx = run_dir / "model.onnx"
+    assert onnx.is_file(), "the onnx_export callback did not write model.onnx"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return TrainedRun(data_root, run_dir, checkpoint, onnx, metrics)
 
@@ -124,23 +88,15 @@ COLOR_CLASSES = ("blue", "green", "red")
 COLOR_INDEX = {"red": 0, "green": 1, "blue": 2}
 
 
-@pytest.fixture(scope="session")
-def color_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build_color_model(folder: Path) -> Path:
     """``model.onnx`` + ``labels_mapping.json`` of :class:`ChannelArgmax`."""
-    if "color_model" not in _BUILT:
-        _BUILT["color_model"] = _build_color_model(tmp_path_factory)
-    path = _BUILT["color_model"]
-    assert isinstance(path, Path)
-    return path
-
-
-def _build_color_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("color_model")
     config = DataModuleConfig(data_root=folder, image_size=IMAGE_SIZE)
     write_labels_mapping(
         folder, {name: i for i, name in enumerate(COLOR_CLASSES)}, config
     )
-    return export_onnx(ChannelArgmax(), IMAGE_SIZE, folder / "model.onnx")
+    path = folder / "model.onnx"
+    export_onnx(ChannelArgmax(), IMAGE_SIZE, path)
+    return path
 
 
 def write_color_image(path: Path, color: str, variant: int) -> Path:
