@@ -116,6 +116,7 @@ def test_metrics_csv_logs_train_and_val_curves(run_dir: Path) -> None:
     assert {
         "train/loss",
         "train/acc_top1",
+        "train/acc_top5",
         "val/loss",
         "val/acc_top1",
         "val/acc_top5",

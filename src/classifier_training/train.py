@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -245,9 +246,31 @@ def hydra_main(cfg: DictConfig) -> float | None:
     return float(metrics.get("test", metrics["val"])["acc_top1"])
 
 
+class _DropLightningTips(logging.Filter):
+    """Drop Lightning's advertising tips (e.g. for its cloud logger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+
+
+def silence_known_noise() -> None:
+    """Hide third-party messages that say nothing about the user's run."""
+    # Lightning 2.6 calls a pytree API that torch 2.14 deprecates; harmless.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Hydra creates the run folder (and .hydra/) before the CSV logger starts, and
+    # train() already refuses a folder that holds another run's checkpoints.
+    warnings.filterwarnings(
+        "ignore", message=r"Experiment logs directory .* exists and is not empty"
+    )
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        _DropLightningTips()
+    )
+
+
 def main() -> None:
     """Console-script entry point (``classifier-train``)."""
     torch.set_float32_matmul_precision("high")
+    silence_known_noise()
     hydra_main()
 
 

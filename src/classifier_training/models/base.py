@@ -119,6 +119,9 @@ class BaseClassificationModel(L.LightningModule):
         top_k = min(5, num_classes)  # still logged as acc_top5 with fewer classes
         self.train_loss = MeanMetric()
         self.train_acc = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.train_acc_top5 = MulticlassAccuracy(
+            num_classes, top_k=top_k, average="micro"
+        )
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         eval_metrics = MetricCollection(
             {
@@ -166,6 +169,7 @@ class BaseClassificationModel(L.LightningModule):
         )
         self.train_loss(loss.detach(), weight=batch["labels"].numel())
         self.train_acc(logits.detach(), batch["labels"])
+        self.train_acc_top5(logits.detach(), batch["labels"])
         self.log(
             "train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True
         )
@@ -176,6 +180,7 @@ class BaseClassificationModel(L.LightningModule):
             on_epoch=True,
             prog_bar=True,
         )
+        self.log("train/acc_top5", self.train_acc_top5, on_step=False, on_epoch=True)
         return loss
 
     # -- evaluation --------------------------------------------------------------
