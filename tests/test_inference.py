@@ -25,7 +25,6 @@ from classifier_training.inference import (
     Preprocessor,
     load_classifier,
 )
-from classifier_training.inference.checkpoint_classifier import infer_resnet_arch
 from classifier_training.inference.evaluate import evaluate_samples
 from classifier_training.inference.onnx_classifier import choose_provider
 from classifier_training.labels_mapping import read_labels_mapping, write_labels_mapping
@@ -108,7 +107,7 @@ def test_onnx_and_checkpoint_classifiers_agree(trained_run: TrainedRun) -> None:
     onnx = ONNXClassifier(trained_run.onnx)
     ckpt = CheckpointClassifier(trained_run.checkpoint)
     assert onnx.class_names == ckpt.class_names == ["", "23", "7"]
-    assert ckpt.arch == "resnet18"
+    assert ckpt.model_class.endswith("ResNet18ClassificationModel")
     batch = onnx.preprocessor.batch(images)
     np.testing.assert_allclose(
         onnx.predict_proba(batch), ckpt.predict_proba(batch), atol=1e-4, rtol=0
@@ -195,7 +194,13 @@ def test_missing_mapping_is_named(trained_run: TrainedRun, tmp_path: Path) -> No
     lonely = shutil.copy(trained_run.onnx, tmp_path / "model.onnx")
     with pytest.raises(ModelLoadError, match=r"model\.onnx: no labels_mapping\.json"):
         ONNXClassifier(lonely)
+    # A checkpoint of a run carries its mapping: a copy on its own still works.
     ckpt = shutil.copy(trained_run.checkpoint, tmp_path / "best.ckpt")
+    assert load_classifier(ckpt).class_names == ["", "23", "7"]
+    # One without it (an older checkpoint) needs the run's labels_mapping.json.
+    bare = torch.load(ckpt, weights_only=True)
+    del bare["labels_mapping"]
+    torch.save(bare, ckpt)
     with pytest.raises(ModelLoadError, match=r"best\.ckpt: no labels_mapping\.json"):
         load_classifier(ckpt)
     mapping = trained_run.run_dir / "labels_mapping.json"
@@ -229,7 +234,7 @@ def test_not_a_model_is_named(tmp_path: Path) -> None:
         ONNXClassifier(junk)
     bad_ckpt = tmp_path / "x.ckpt"
     bad_ckpt.write_text("not a checkpoint")
-    with pytest.raises(ModelLoadError, match=r"x\.ckpt: cannot load checkpoint"):
+    with pytest.raises(ModelLoadError, match=r"x\.ckpt: cannot load checkpoint safely"):
         CheckpointClassifier(bad_ckpt)
 
 
@@ -256,10 +261,24 @@ def test_checkpoint_uses_averaged_weights(
     )
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50"])
-def test_architecture_is_inferred_from_weights(arch: str) -> None:
-    state = getattr(tv_models, arch)(weights=None, num_classes=4).state_dict()
-    assert infer_resnet_arch(state, Path("x.ckpt")) == arch
-    state = {k: v for k, v in state.items() if not k.startswith("layer4.1")}
-    with pytest.raises(ModelLoadError, match=r"x\.ckpt: weights match no known"):
-        infer_resnet_arch(state, Path("x.ckpt"))
+@pytest.mark.parametrize("arch", ["resnet34", "resnet50"])
+def test_architecture_is_found_from_the_weights(
+    trained_run: TrainedRun, tmp_path: Path, arch: str
+) -> None:
+    """A checkpoint that does not name its model class is matched by its weights."""
+    checkpoint = torch.load(trained_run.checkpoint, weights_only=True)
+    del checkpoint["model_class"]
+    network = getattr(tv_models, arch)(weights=None, num_classes=3)
+    checkpoint["state_dict"] = {
+        f"network.{k}": v for k, v in network.state_dict().items()
+    } | {"class_weights": torch.ones(3)}
+    path = tmp_path / f"{arch}.ckpt"
+    torch.save(checkpoint, path)
+    classifier = CheckpointClassifier(path)
+    assert classifier.model_class.endswith(f"ResNet{arch[6:]}ClassificationModel")
+    checkpoint["state_dict"] = {
+        k: v for k, v in checkpoint["state_dict"].items() if "layer4.1" not in k
+    }
+    torch.save(checkpoint, path)
+    with pytest.raises(ModelLoadError, match=rf"{arch}\.ckpt: weights fit no known"):
+        CheckpointClassifier(path)

@@ -9,21 +9,16 @@ failed check raises :class:`OnnxVerificationError` and leaves nothing at the
 destination (the file is written to a temporary name and renamed only after the
 check passes).
 
-Recovering the data settings from a checkpoint: a checkpoint's hyper-parameters
-hold ``num_classes`` and ``class_names`` but not the image size or normalisation.
-Checkpoints written while the ``onnx_export`` callback is active carry the full
-labels mapping under ``checkpoint["labels_mapping"]`` (and the model class under
-``checkpoint["model_class"]``). For other checkpoints the CLI reads
-``--labels-mapping FILE`` or, failing that, the ``labels_mapping.json`` that
-``classifier-train`` writes in the run folder (the checkpoint's grand-parent
-folder, ``RUN/checkpoints/best.ckpt``).
+``classifier-export`` rebuilds the network of a checkpoint and finds its labels
+mapping (image size, normalisation) as :mod:`classifier_training.checkpoints`
+describes: ``--labels-mapping FILE``, else the mapping stored in the checkpoint,
+else the run folder's ``labels_mapping.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import io
 import logging
 import sys
@@ -39,19 +34,16 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from classifier_training.checkpoints import (
+    load_checkpoint_model,
+    resolve_labels_mapping,
+)
 from classifier_training.config import DataModuleConfig
 from classifier_training.data.image_io import load_image
 from classifier_training.data.transforms import ResizeToInput, build_eval_transform
 from classifier_training.labels_mapping import (
     LABELS_MAPPING_FILE,
-    read_labels_mapping,
     write_labels_mapping,
-)
-from classifier_training.models import (
-    BaseClassificationModel,
-    ResNet18ClassificationModel,
-    ResNet34ClassificationModel,
-    ResNet50ClassificationModel,
 )
 from classifier_training.utils.io import atomic_path, atomic_write_json
 
@@ -60,8 +52,6 @@ OUTPUT_NAME = "logits"
 MAX_BATCH = 4096
 DEFAULT_ATOL = 1e-4
 VERIFY_BATCH = 8
-CHECKPOINT_MAPPING_KEY = "labels_mapping"
-CHECKPOINT_CLASS_KEY = "model_class"
 
 
 class OnnxVerificationError(RuntimeError):
@@ -284,145 +274,6 @@ def export_onnx(
     return result
 
 
-# -- checkpoints -----------------------------------------------------------------
-@dataclass
-class CheckpointModel:
-    """A network rebuilt from a Lightning checkpoint of this project.
-
-    Attributes:
-        network: The network holding the checkpoint's ``state_dict`` weights (the
-            EMA weights when EMA was on), in eval mode on the CPU.
-        hparams: The checkpoint's hyper-parameters.
-        model_class: Dotted path of the ``BaseClassificationModel`` subclass.
-        labels_mapping: The labels mapping stored in the checkpoint, if any.
-    """
-
-    network: nn.Module
-    hparams: dict[str, Any]
-    model_class: str
-    labels_mapping: dict[str, Any] | None
-
-
-def model_class_path(module: nn.Module) -> str:
-    """``package.module.ClassName`` of a model (stored in checkpoints)."""
-    return f"{type(module).__module__}.{type(module).__qualname__}"
-
-
-def _import_model_class(path: str, checkpoint: Path) -> type[BaseClassificationModel]:
-    module_name, _, class_name = path.rpartition(".")
-    if not module_name.startswith("classifier_training."):
-        raise ExportError(f"{checkpoint}: refusing to import model class {path!r}")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError):
-        raise ExportError(f"{checkpoint}: unknown model class {path!r}") from None
-    if not (isinstance(cls, type) and issubclass(cls, BaseClassificationModel)):
-        raise ExportError(f"{checkpoint}: {path!r} is not a BaseClassificationModel")
-    return cls
-
-
-def _candidate_classes(
-    checkpoint: Path, stored: str | None
-) -> list[type[BaseClassificationModel]]:
-    if stored is not None:
-        return [_import_model_class(stored, checkpoint)]
-
-    # Older checkpoints do not name their class: the architecture whose keys and
-    # shapes fit the weights exactly is the one.
-    return [
-        ResNet18ClassificationModel,
-        ResNet34ClassificationModel,
-        ResNet50ClassificationModel,
-    ]
-
-
-def load_checkpoint_model(path: Path) -> CheckpointModel:
-    """Rebuild the network of a checkpoint (loaded with ``weights_only=True``).
-
-    Args:
-        path: A ``.ckpt`` file written by ``classifier-train``.
-
-    Returns:
-        The network with the checkpoint's ``state_dict`` weights and its metadata.
-
-    Raises:
-        ExportError: If the file is missing, unreadable, or fits no known model.
-    """
-    if not path.is_file():
-        raise ExportError(f"{path}: checkpoint file not found")
-    try:
-        checkpoint: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ExportError(f"{path}: cannot read checkpoint: {error}") from None
-    if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
-        raise ExportError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    hparams = dict(checkpoint.get("hyper_parameters") or {})
-    if "num_classes" not in hparams:
-        raise ExportError(f"{path}: checkpoint hyper-parameters lack num_classes")
-    hparams.update(pretrained=False, weights_path=None)  # weights come from here
-    state = checkpoint["state_dict"]
-    errors: list[str] = []
-    for cls in _candidate_classes(path, checkpoint.get(CHECKPOINT_CLASS_KEY)):
-        try:
-            model = cls(**hparams)
-            model.load_state_dict(state, strict=True)
-        except (RuntimeError, TypeError, ValueError) as error:
-            errors.append(f"{cls.__name__}: {str(error).splitlines()[0]}")
-            continue
-        mapping = checkpoint.get(CHECKPOINT_MAPPING_KEY)
-        return CheckpointModel(
-            network=_cpu_fp32_eval(model.network),
-            hparams=hparams,
-            model_class=model_class_path(model),
-            labels_mapping=dict(mapping) if mapping is not None else None,
-        )
-    raise ExportError(f"{path}: weights fit no known model ({'; '.join(errors)})")
-
-
-def find_labels_mapping(
-    checkpoint_path: Path, loaded: CheckpointModel, explicit: Path | None
-) -> dict[str, Any]:
-    """The labels mapping for a checkpoint, checked against its classes.
-
-    Order: ``explicit`` file, the mapping stored in the checkpoint, then
-    ``labels_mapping.json`` in the run folder (``RUN/checkpoints/x.ckpt``) or next
-    to the checkpoint.
-
-    Raises:
-        ExportError: If none is found or it disagrees with the checkpoint.
-    """
-    mapping: dict[str, Any] | None = None
-    source = "the checkpoint"
-    if explicit is not None:
-        mapping, source = read_labels_mapping(explicit), str(explicit)
-    elif loaded.labels_mapping is not None:
-        mapping = loaded.labels_mapping
-    else:
-        for folder in (checkpoint_path.parent.parent, checkpoint_path.parent):
-            candidate = folder / LABELS_MAPPING_FILE
-            if candidate.is_file():
-                mapping, source = read_labels_mapping(candidate), str(candidate)
-                break
-    if mapping is None:
-        raise ExportError(
-            f"{checkpoint_path}: no labels mapping in the checkpoint or its run "
-            "folder; pass --labels-mapping RUN/labels_mapping.json"
-        )
-    if mapping["num_classes"] != loaded.hparams["num_classes"]:
-        raise ExportError(
-            f"{source}: {mapping['num_classes']} classes, but {checkpoint_path} "
-            f"has {loaded.hparams['num_classes']}"
-        )
-    names = loaded.hparams.get("class_names")
-    if names is not None:
-        mapped = [mapping["idx_to_class"][str(i)] for i in range(len(names))]
-        if mapped != list(names):
-            raise ExportError(
-                f"{source}: class names differ from those in {checkpoint_path}"
-            )
-    return mapping
-
-
 def _mapping_config(mapping: Mapping[str, Any]) -> DataModuleConfig:
     resize = mapping.get("preprocessing", {}).get("resize", {})
     return DataModuleConfig(
@@ -474,7 +325,7 @@ def export_checkpoint(
         The verification result.
     """
     loaded = load_checkpoint_model(checkpoint_path)
-    mapping = find_labels_mapping(checkpoint_path, loaded, labels_mapping)
+    mapping, _ = resolve_labels_mapping(checkpoint_path, loaded, labels_mapping)
     verify = load_images(images, mapping) if images else None
     result = export_onnx(
         loaded.network, int(mapping["image_size"]), out_path, verify, atol=atol
@@ -518,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         result = export_checkpoint(
             args.checkpoint, args.out, args.labels_mapping, args.images, args.atol
         )
-    except (ExportError, OnnxVerificationError, ValueError) as error:
+    # CheckpointError and ExportError are ValueErrors, as are bad mapping files.
+    except (OnnxVerificationError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from classifier_training.callbacks._common import get_datamodule, should_write
-from classifier_training.export import model_class_path
+from classifier_training.checkpoints import model_class_path
 from classifier_training.labels_mapping import LABELS_MAPPING_FILE, write_labels_mapping
 from classifier_training.utils.io import atomic_write_json
 

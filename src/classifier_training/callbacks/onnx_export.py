@@ -12,12 +12,14 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from loguru import logger
 
 from classifier_training.callbacks._common import get_datamodule
-from classifier_training.export import (
+from classifier_training.checkpoints import (
     CHECKPOINT_CLASS_KEY,
     CHECKPOINT_MAPPING_KEY,
+    model_class_path,
+)
+from classifier_training.export import (
     VERIFY_BATCH,
     OnnxVerificationError,
-    model_class_path,
     write_deployment,
 )
 from classifier_training.labels_mapping import build_labels_mapping

@@ -360,6 +360,12 @@ def print_report(summary: dict[str, Any], top_k: int, console: Console) -> None:
     )
 
 
+def run_folder(model_path: Path) -> Path:
+    """The run folder of ``RUN/model.onnx`` or ``RUN/checkpoints/x.ckpt``."""
+    folder = model_path.resolve().parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
@@ -371,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default: "
-        "<run folder>/evaluation_<split>, beside labels_mapping.json)",
+        "<run folder>/evaluation_<split>: the model's folder, or the run folder "
+        "for RUN/checkpoints/x.ckpt)",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--labels-mapping", type=Path, default=None)
@@ -404,8 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if evaluation.excluded.count:
         print(f"warning: {evaluation.excluded.summary(args.split)}", file=sys.stderr)
-    # Default: the run folder (where labels_mapping.json is), for .onnx and .ckpt.
-    out_dir = args.out or classifier.mapping_path.parent / f"evaluation_{args.split}"
+    out_dir = args.out or run_folder(args.model) / f"evaluation_{args.split}"
     context = {
         "model": str(args.model),
         "data_root": str(args.data_root),
