@@ -9,14 +9,19 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 SYNTH_DIR ?= data/synthetic-jersey
 SYNTH_ARGS ?= --per-class 60 --seed 0 --image-size 48
 ARGS ?=
+DATA_ROOT ?=
 
-.PHONY: help setup train data test lint format typecheck pytest bench clean
+.PHONY: help setup train train-local train-gpu check-data require-data-root data \
+	test lint format typecheck pytest bench docker clean
 
 help:
 	@echo "make setup      create $(VENV) and install the package with dev tools"
 	@echo "make train      generate the synthetic dataset (once) and train the demo on CPU"
 	@echo "make test       ruff, ruff format --check, mypy --strict, pytest"
-	@echo "make lint | format | typecheck | pytest | bench | clean"
+	@echo "make train-local DATA_ROOT=DIR   your data, CPU recipe"
+	@echo "make train-gpu DATA_ROOT=DIR     your data, GPU recipe (224 px, bf16, pretrained)"
+	@echo "make check-data DATA_ROOT=DIR    audit a dataset (classifier-check-data)"
+	@echo "make lint | format | typecheck | pytest | bench | docker | clean"
 	@echo "Pass Hydra overrides with ARGS='trainer.max_epochs=2 data.image_size=32'"
 
 $(PY):
@@ -42,6 +47,22 @@ data: $(SYNTH_DIR)/.complete
 train: $(VENV)/.installed $(SYNTH_DIR)/.complete
 	$(BIN)/classifier-train --config-name train_demo $(ARGS)
 
+require-data-root:
+	@if [ -z "$(DATA_ROOT)" ]; then \
+		echo "error: set DATA_ROOT, e.g. make $(MAKECMDGOALS) DATA_ROOT=/data/jerseys" >&2; \
+		exit 2; fi
+
+train-local: require-data-root $(VENV)/.installed
+	$(BIN)/classifier-train --config-name train_jersey_ocr_resnet18_local \
+		data.data_root=$(DATA_ROOT) $(ARGS)
+
+train-gpu: require-data-root $(VENV)/.installed
+	$(BIN)/classifier-train --config-name train_jersey_ocr_resnet18 \
+		data.data_root=$(DATA_ROOT) $(ARGS)
+
+check-data: require-data-root $(VENV)/.installed
+	$(BIN)/classifier-check-data $(DATA_ROOT)
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
@@ -65,6 +86,9 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/data_pipeline.py
 	$(PY) benchmarks/callbacks_overhead.py
 	$(PY) benchmarks/inference.py
+
+docker:
+	scripts/build_image.sh
 
 clean:
 	rm -rf outputs multirun .mypy_cache .ruff_cache .pytest_cache

@@ -26,9 +26,12 @@ FAST = [
 
 
 def run_train(
-    cwd: Path, *overrides: str, check: bool = True
+    cwd: Path,
+    *overrides: str,
+    check: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     result = subprocess.run(
         [
             sys.executable,
@@ -206,6 +209,31 @@ def test_bad_data_fails_fast_with_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{jsonl}:7" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_failed_weight_download_stops_with_one_clear_line(tmp_path: Path) -> None:
+    root = make_jsonl_dataset(tmp_path / "data", per_class=2)
+    # An unreachable proxy makes the download fail alike with or without internet.
+    proxy = "http://127.0.0.1:9"
+    result = run_train(
+        tmp_path,
+        f"data.data_root={root}",
+        f"hydra.run.dir={tmp_path / 'o'}",
+        "model.pretrained=true",
+        *FAST,
+        check=False,
+        extra_env={
+            "TORCH_HOME": str(tmp_path / "torch"),
+            **dict.fromkeys(("https_proxy", "HTTPS_PROXY", "http_proxy"), proxy),
+        },
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: could not download ImageNet weights for resnet18")
+    assert "model.weights_path=" in last
+    assert "model.pretrained=false" in last
+    assert not (tmp_path / "o" / "checkpoints").exists()
 
 
 def test_unknown_override_is_refused_naming_the_key(tmp_path: Path) -> None:

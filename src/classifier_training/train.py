@@ -68,6 +68,8 @@ def build_model(
             class_weights=datamodule.class_weights,
         )
     except hydra.errors.InstantiationException as error:
+        if isinstance(error.__cause__, WeightsError):
+            raise error.__cause__ from None  # already says what to do
         raise ConfigError(f"model: {error}") from None
     if not isinstance(model, BaseClassificationModel):
         raise ConfigError(
