@@ -66,6 +66,8 @@ class EmaRun:
     checkpoint: ModelCheckpoint
     ema: EMACallback
     folder: Path
+    trainer: L.Trainer
+    model: ResNet18ClassificationModel
 
 
 def _datamodule(root: Path) -> ImageFolderDataModule:
@@ -114,8 +116,9 @@ def ema_run(tmp_path_factory: pytest.TempPathFactory) -> EmaRun:
         save_last=True,
     )
     ema = EMACallback()
-    _trainer(2, [ema, checkpoint]).fit(_model(datamodule), datamodule=datamodule)
-    return EmaRun(datamodule, checkpoint, ema, root)
+    trainer, model = _trainer(2, [ema, checkpoint]), _model(datamodule)
+    trainer.fit(model, datamodule=datamodule)
+    return EmaRun(datamodule, checkpoint, ema, root, trainer, model)
 
 
 def _val_loss(datamodule: ImageFolderDataModule, state: dict[str, Any]) -> float:
@@ -138,6 +141,32 @@ def test_best_checkpoint_holds_the_weights_that_were_scored(ema_run: EmaRun) -> 
     assert abs(_val_loss(ema_run.datamodule, raw) - score) > 1e-4
     assert best["hyper_parameters"]["num_classes"] == 3
     assert best["hyper_parameters"]["class_names"] == ["", "23", "7"]
+
+
+def test_evaluating_the_best_checkpoint_after_fit_uses_its_ema_weights(
+    ema_run: EmaRun,
+) -> None:
+    """What train.py does after fit: validate and test ``best.ckpt`` with the same
+    trainer (EMA callback attached). Both must score the saved (EMA) weights, the
+    ones a plain model loaded from the checkpoint scores and the ONNX export ships.
+    """
+    best_path = ema_run.checkpoint.best_model_path
+    best = torch.load(best_path, weights_only=True)
+    plain = _model(ema_run.datamodule)
+    plain.load_state_dict(best["state_dict"])
+    expected = {
+        **_trainer(1, []).validate(plain, ema_run.datamodule, verbose=False)[0],
+        **_trainer(1, []).test(plain, ema_run.datamodule, verbose=False)[0],
+    }
+    trainer, model = ema_run.trainer, ema_run.model
+    got = {
+        **trainer.validate(model, ema_run.datamodule, best_path, verbose=False)[0],
+        **trainer.test(model, ema_run.datamodule, best_path, verbose=False)[0],
+    }
+    for key in ("val/loss", "test/loss", "test/acc_top1"):
+        assert got[key] == pytest.approx(expected[key], abs=1e-6), key
+    for key, value in best["state_dict"].items():
+        torch.testing.assert_close(model.state_dict()[key], value, msg=key)
 
 
 def test_ema_is_updated_every_step(ema_run: EmaRun) -> None:

@@ -8,6 +8,12 @@ to ``checkpoint["current_model_state"]``, the average's step count ``n_averaged`
 ``checkpoint["averaging_state"]``) and restores all of it on resume. This module
 adds a decay with warm-up, so short runs benefit too, and keeps the average on the
 model's device.
+
+Outside ``fit`` (``trainer.validate/test/predict``, e.g. of ``best.ckpt`` right
+after training) the callback stands aside: the model holds the checkpoint's
+``state_dict``, which are the EMA weights. Lightning's base class would instead
+load the raw weights into the model for any stage and swap the average in for
+validation only, so ``test`` would score weights that were never exported.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 DEFAULT_DECAY = 0.9999
@@ -129,6 +136,30 @@ class EMACallback(WeightAveraging):
         """
         if self._average_model is not None and not self._pinned_device:
             self._average_model.to(pl_module.device)
+
+    def on_load_checkpoint(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        checkpoint: dict[str, Any],
+    ) -> None:
+        """Restore the average and the raw weights when resuming a fit only."""
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_validation_epoch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule
+    ) -> None:
+        """Swap the average in for validation during fit."""
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule
+    ) -> None:
+        """Swap the raw weights back after validation during fit."""
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_validation_epoch_end(trainer, pl_module)
 
     @property
     def num_updates(self) -> int:
