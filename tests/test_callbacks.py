@@ -390,13 +390,17 @@ def test_ema_counted_every_step(run: Run) -> None:
         run.out / "checkpoints/last.ckpt", map_location="cpu", weights_only=True
     )
     assert int(last["averaging_state"]["n_averaged"]) == steps
-    # validate/test(ckpt_path="best") restored the average of the best epoch.
+    ema = run.get(EMACallback)
+    assert ema.num_updates == steps
+    assert 0 < ema.current_decay < 0.9999
+    # validate/test(ckpt_path="best") afterwards scored best.ckpt's own (EMA)
+    # weights and left the fit's average alone.
     best = torch.load(
         run.out / "checkpoints/best.ckpt", map_location="cpu", weights_only=True
     )
-    ema = run.get(EMACallback)
-    assert ema.num_updates == int(best["averaging_state"]["n_averaged"])
-    assert 0 < ema.current_decay < 0.9999
+    model_state = run.model.state_dict()
+    for key, value in best["state_dict"].items():
+        torch.testing.assert_close(model_state[key], value, msg=key)
 
 
 def test_checkpoints_carry_the_deployment_mapping(run: Run) -> None:
