@@ -45,8 +45,10 @@ def test_clean_dataset_exits_zero(
     assert result["splits"]["train"] == {
         "rows": 9,
         "images": 9,
-        "classes": {"23": 3, "7": 3, "<empty>": 3},
+        "classes": {"<empty>": 3, "23": 3, "7": 3},
     }
+    # Classes in class_to_idx order: the empty label first.
+    assert list(result["splits"]["train"]["classes"]) == ["<empty>", "23", "7"]
     assert result["layouts"] == {"train": "jsonl", "valid": "jsonl", "test": "jsonl"}
 
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from classifier_training.data.readers import Problem
+from classifier_training.data.readers import Problem, display_name
 from classifier_training.data.validation import (
     DataReport,
     describe_counts,
@@ -111,7 +111,11 @@ def print_report(result: dict[str, Any], console: Console) -> None:
             str(len(info["classes"])),
         )
     console.print(table)
-    names = sorted({c for info in splits.values() for c in info["classes"]})
+    empty = display_name("")
+    names = sorted(
+        {c for info in splits.values() for c in info["classes"]},
+        key=lambda name: "" if name == empty else name,  # as in class_to_idx
+    )
     if names:
         balance = Table(title="rows per class")
         balance.add_column("class")

@@ -484,9 +484,11 @@ def describe_counts(rows: Mapping[str, Sequence[Sample]]) -> dict[str, Any]:
         split: {
             "rows": len(samples),
             "images": len({s.image for s in samples}),
-            "classes": dict(
-                sorted(Counter(display_name(s.label) for s in samples).items())
-            ),
+            # Class order as in class_to_idx: sorted labels, so "" comes first.
+            "classes": {
+                display_name(label): count
+                for label, count in sorted(Counter(s.label for s in samples).items())
+            },
         }
         for split, samples in rows.items()
     }
