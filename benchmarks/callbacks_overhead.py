@@ -40,7 +40,12 @@ from lightning.pytorch.callbacks import Callback
 
 import classifier_training.models  # noqa: F401  (registers model configs)
 from classifier_training.synthetic import SynthConfig, generate_dataset
-from classifier_training.train import build_callbacks, build_datamodule, build_model
+from classifier_training.train import (
+    build_callbacks,
+    build_datamodule,
+    build_model,
+    silence_known_noise,
+)
 
 ARTIFACT_CALLBACKS = (
     "onnx_export",
@@ -178,6 +183,7 @@ def run(
 
 
 def main() -> None:
+    silence_known_noise()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=1)
