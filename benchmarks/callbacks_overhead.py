@@ -109,15 +109,16 @@ class HookClock:
     """Time spent inside the artifact callbacks' hooks (wraps the bound methods)."""
 
     def __init__(self) -> None:
-        self.per_epoch = 0.0
+        self.per_epoch: dict[str, float] = {}
         self.once = 0.0
 
-    def wrap(self, callback: Callback) -> None:
-        for name in (*EPOCH_HOOKS, *ONCE_HOOKS):
-            method = getattr(callback, name)
-            setattr(callback, name, self._timed(method, name in ONCE_HOOKS))
+    def wrap(self, callback: Callback, name: str) -> None:
+        self.per_epoch.setdefault(name, 0.0)
+        for hook in (*EPOCH_HOOKS, *ONCE_HOOKS):
+            method = getattr(callback, hook)
+            setattr(callback, hook, self._timed(method, name, hook in ONCE_HOOKS))
 
-    def _timed(self, method: Any, once: bool) -> Any:
+    def _timed(self, method: Any, name: str, once: bool) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
@@ -127,7 +128,7 @@ class HookClock:
                 if once:
                     self.once += spent
                 else:
-                    self.per_epoch += spent
+                    self.per_epoch[name] += spent
 
         return timed
 
@@ -160,7 +161,7 @@ def run(
         strict=True,
     ):
         if name in ARTIFACT_CALLBACKS:
-            clock.wrap(callback)
+            clock.wrap(callback, name)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=[*callbacks, timer],
@@ -177,7 +178,9 @@ def run(
         "fit_start": timer.train_start - timer.fit_start,
         "fit_end": finished - timer.train_end,
         "total": finished - started,
-        "hooks_per_epoch": clock.per_epoch / max(len(epochs), 1),
+        "hooks_per_epoch": {
+            name: spent / max(len(epochs), 1) for name, spent in clock.per_epoch.items()
+        },
         "hooks_once": clock.once,
     }
 
@@ -219,7 +222,11 @@ def main() -> None:
             f"  {name:5s} {medians[name]:7.2f} s/epoch   fit start {fit_start:5.2f} s"
             f"   fit end {fit_end:5.2f} s"
         )
-    hooks = statistics.median(r["hooks_per_epoch"] for r in results["all"])
+    per_callback = {
+        name: statistics.median(r["hooks_per_epoch"][name] for r in results["all"])
+        for name in results["all"][0]["hooks_per_epoch"]
+    }
+    hooks = sum(per_callback.values())
     once = statistics.median(r["hooks_once"] for r in results["all"])
     print()
     print(f"EMA:                 ema / bare = {medians['ema'] / medians['bare']:.3f}")
@@ -229,6 +236,8 @@ def main() -> None:
         f"{hooks / medians['ema']:.1%} of an epoch without them "
         f"(+ {once:.1f} s once: model info, dataset statistics, ONNX export)"
     )
+    for name, spent in sorted(per_callback.items(), key=lambda item: -item[1]):
+        print(f"  {name:22s} {spent:5.2f} s/epoch")
 
 
 if __name__ == "__main__":
