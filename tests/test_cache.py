@@ -136,6 +136,11 @@ def test_disk_cache_is_reused_and_rebuilt_when_data_changes(tmp_path: Path) -> N
     assert abs(int(pixel[2]) - 3) <= 3
     other = build_cache(paths, LOADER, 16, "disk", cache_dir, "train", {"m": "x"})
     assert other.file != rebuilt.file  # settings are part of the key
+    # Another dataset sharing the cache folder never deletes this one's cache.
+    elsewhere = make_images(tmp_path / "other", count=3)
+    build_cache(elsewhere, LOADER, 16, "disk", cache_dir, "train", settings)
+    assert rebuilt.file is not None
+    assert rebuilt.file.exists()
 
 
 def test_cache_pickles_without_copying_the_memmap(tmp_path: Path) -> None:

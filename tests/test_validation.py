@@ -14,8 +14,9 @@ from PIL import Image
 
 from classifier_training.config import DataModuleConfig
 from classifier_training.data.datamodule import ImageFolderDataModule
+from classifier_training.data.dataset import JerseyNumberDataset
 from classifier_training.data.readers import DataError, read_split
-from classifier_training.data.validation import GuardedDataset, validate_dataset
+from classifier_training.data.validation import validate_dataset
 from tests.helpers import make_folder_dataset, make_jsonl_dataset
 from tests.test_image_io import write_png_header
 
@@ -209,17 +210,33 @@ def test_image_failing_at_load_time(jsonl_root: Path) -> None:
     dm = ImageFolderDataModule(DataModuleConfig(data_root=jsonl_root, image_size=16))
     dm.setup()
     train = dm.datasets["train"]
-    assert isinstance(train, GuardedDataset)
     broken = train.samples[3]
     broken.image.write_bytes(b"broken after start-up")
     with pytest.raises(DataError, match=f"{broken.where}: cannot load image"):
         train[3]
-    skipping = GuardedDataset(
+    skipping = JerseyNumberDataset(
         train.samples, train.class_to_idx, train.transform, train.loader, "skip"
     )
     item = skipping[3]
     assert item["labels"] == train.targets[4]  # replaced by the next row
+    skipping[3]  # the same row again: still one skipped row, not two
     assert skipping.skipped_count == 1
+
+
+def test_transform_errors_are_not_taken_for_bad_images(jsonl_root: Path) -> None:
+    dm = ImageFolderDataModule(DataModuleConfig(data_root=jsonl_root, image_size=16))
+    dm.setup()
+    train = dm.datasets["train"]
+
+    def broken_transform(image: object) -> object:
+        raise RuntimeError("bug in an augmentation")
+
+    skipping = JerseyNumberDataset(
+        train.samples, train.class_to_idx, broken_transform, train.loader, "skip"
+    )
+    with pytest.raises(RuntimeError, match="bug in an augmentation"):
+        skipping[0]
+    assert skipping.skipped_count == 0
 
 
 @pytest.mark.slow

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+BadImagePolicy = Literal["error", "skip"]  # data.on_bad_image
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -121,7 +123,7 @@ class DataModuleConfig(_Frozen):
     std: tuple[float, float, float] = IMAGENET_STD
     sampler: SamplerConfig = SamplerConfig()
     transforms: TransformsConfig = TransformsConfig()
-    on_bad_image: Literal["error", "skip"] = "error"
+    on_bad_image: BadImagePolicy = "error"
     cache: Literal["none", "ram", "disk", "auto"] = "none"
     cache_dir: Path | None = None
 

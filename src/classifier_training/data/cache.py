@@ -287,23 +287,24 @@ def build_cache(
                 f"but /dev/shm has {shm} free (use data.cache=disk, or enlarge "
                 "/dev/shm, e.g. docker run --shm-size)"
             )
-        storage = torch.zeros(shape, dtype=torch.uint8).share_memory_()  # type: ignore[no-untyped-call]
+        # empty, not zeros: zeroing would commit the pages twice (once here, once
+        # in shared memory); every row is written, failed rows are never read.
+        storage = torch.empty(shape, dtype=torch.uint8).share_memory_()  # type: ignore[no-untyped-call]
         failures = _fill(storage.numpy(), unique, loader, image_size, label, workers)
         return ImageCache(unique, "ram", image_size, storage=storage, failures=failures)
     if cache_dir is None:
         raise ValueError("a disk cache needs a cache_dir")
     key = cache_key(unique, image_size, settings or {})
-    # Settings are in the stem, so only a cache of the *same* settings built from
-    # other data counts as stale (a concurrent run with other settings is safe).
-    settings_id = hashlib.sha256(
-        json.dumps(settings or {}, sort_keys=True).encode()
-    ).hexdigest()[:8]
-    stem = f"{name}-{image_size}px-{settings_id}"
+    # The file list and the settings are in the stem, so only a cache of the same
+    # files and settings whose contents changed counts as stale; other datasets
+    # and runs with other settings sharing data.cache_dir are left alone.
+    identity = json.dumps([[str(p) for p in unique], settings or {}], sort_keys=True)
+    stem = f"{name}-{image_size}px-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
     file = cache_dir / f"{stem}-{key[:24]}.npy"
     index_file = file.with_suffix(".json")
     if file.is_file() and index_file.is_file():
         index = json.loads(index_file.read_text(encoding="utf-8"))
-        if index.get("key") == key and index.get("paths") == [str(p) for p in unique]:
+        if index.get("key") == key:  # the key covers paths, sizes and mtimes
             logger.info(f"using disk cache {file}")
             return ImageCache(
                 unique, "disk", image_size, file=file, failures=index["failures"]

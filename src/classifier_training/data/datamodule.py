@@ -18,7 +18,11 @@ from classifier_training.data.cache import (
     build_cache,
     choose_cache_kind,
 )
-from classifier_training.data.dataset import DecodeAndResize, ImageLoader
+from classifier_training.data.dataset import (
+    DecodeAndResize,
+    ImageLoader,
+    JerseyNumberDataset,
+)
 from classifier_training.data.readers import (
     DataError,
     ExcludedRows,
@@ -33,7 +37,7 @@ from classifier_training.data.transforms import (
     build_eval_transform,
     build_train_transform,
 )
-from classifier_training.data.validation import GuardedDataset, validate_dataset
+from classifier_training.data.validation import validate_dataset
 
 
 def inverse_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
@@ -65,7 +69,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         super().__init__()
         self.config = config
         self.class_to_idx: dict[str, int] = {}
-        self.datasets: dict[str, GuardedDataset] = {}
+        self.datasets: dict[str, JerseyNumberDataset] = {}
         self.excluded: dict[str, ExcludedRows] = {}
         self.layouts: dict[str, str] = {}
         self.train_sampler: TrackingWeightedRandomSampler | None = None
@@ -152,7 +156,7 @@ class ImageFolderDataModule(L.LightningDataModule):
                     logger.warning(self.excluded[split].summary(split))
         train_tf, eval_tf = build_train_transform(config), build_eval_transform(config)
         for split, samples in rows.items():
-            self.datasets[split] = GuardedDataset(
+            self.datasets[split] = JerseyNumberDataset(
                 samples,
                 self.class_to_idx,
                 transform=train_tf if split == "train" else eval_tf,

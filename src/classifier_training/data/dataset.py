@@ -6,11 +6,19 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import torch
+from loguru import logger
 from PIL import Image
 from torch.utils.data import Dataset
 
+from classifier_training.config import BadImagePolicy
 from classifier_training.data.image_io import load_image
-from classifier_training.data.readers import Sample, build_class_to_idx, read_split
+from classifier_training.data.readers import (
+    DataError,
+    Sample,
+    build_class_to_idx,
+    read_split,
+)
 from classifier_training.data.transforms import ResizeToInput
 from classifier_training.types import ClassificationSample
 
@@ -51,6 +59,11 @@ class JerseyNumberDataset(Dataset[ClassificationSample]):
         class_to_idx: Class name to index; every sample's label must be in it.
         transform: Applied to the loaded image; must return a tensor.
         loader: Turns a path into an image (default: decode + no resize).
+        on_bad_image: When the loader fails (the file changed after the start-up
+            check): ``error`` raises a ``DataError`` naming the row and file;
+            ``skip`` serves the next loadable row instead, warns once per row and
+            records the row in :attr:`skipped_count`. Only loading is guarded:
+            an error in the transform is a bug and is raised as is.
     """
 
     def __init__(
@@ -59,6 +72,7 @@ class JerseyNumberDataset(Dataset[ClassificationSample]):
         class_to_idx: Mapping[str, int],
         transform: Transform | None = None,
         loader: ImageLoader | None = None,
+        on_bad_image: BadImagePolicy = "error",
     ) -> None:
         unknown = sorted({s.label for s in samples} - set(class_to_idx))
         if unknown:
@@ -68,6 +82,11 @@ class JerseyNumberDataset(Dataset[ClassificationSample]):
         self.targets = [self.class_to_idx[s.label] for s in self.samples]
         self.transform = transform
         self.loader: ImageLoader = loader or DecodeAndResize(None)
+        self.on_bad_image = on_bad_image
+        # One flag per row in shared memory: DataLoader workers mark the rows they
+        # had to skip and the parent counts distinct rows, not failures per epoch.
+        self.skipped = torch.zeros(len(self.samples), dtype=torch.bool)
+        self.skipped.share_memory_()  # type: ignore[no-untyped-call]
 
     @classmethod
     def from_split(
@@ -95,12 +114,37 @@ class JerseyNumberDataset(Dataset[ClassificationSample]):
         """Number of rows."""
         return len(self.samples)
 
+    @property
+    def skipped_count(self) -> int:
+        """Distinct rows skipped at load time so far (all workers)."""
+        return int(self.skipped.sum())
+
+    def _load(self, index: int) -> tuple[int, Image.Image]:
+        """Row ``index``'s image, or the next loadable row's under ``skip``."""
+        for attempt in range(len(self)):
+            current = (index + attempt) % len(self)
+            sample = self.samples[current]
+            try:
+                return current, self.loader(sample.image)
+            except Exception as error:  # decoder errors come in many types
+                if self.on_bad_image == "error":
+                    raise DataError(
+                        f"{sample.where}: cannot load image {sample.image} "
+                        f"({type(error).__name__}: {error}); set "
+                        "data.on_bad_image=skip to skip unreadable images"
+                    ) from error
+                if not self.skipped[current]:
+                    self.skipped[current] = True
+                    logger.warning(
+                        f"{sample.image}: cannot load image ({error}); skipped"
+                    )
+        raise DataError("no image of the dataset could be loaded")
+
     def __getitem__(self, index: int) -> ClassificationSample:
         """Load, transform and label row ``index``."""
-        sample = self.samples[index]
-        image = self.loader(sample.image)
+        row, image = self._load(index)
         data = self.transform(image) if self.transform is not None else image
-        return {"images": data, "labels": self.targets[index]}  # type: ignore[typeddict-item]
+        return {"images": data, "labels": self.targets[row]}  # type: ignore[typeddict-item]
 
     def class_counts(self) -> Counter[int]:
         """Rows per class index."""

@@ -33,11 +33,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
-from loguru import logger
 from PIL import UnidentifiedImageError
 
-from classifier_training.data.dataset import ImageLoader, JerseyNumberDataset, Transform
+from classifier_training.config import BadImagePolicy
 from classifier_training.data.image_io import (
     ImageTooLargeError,
     load_image,
@@ -53,9 +51,6 @@ from classifier_training.data.readers import (
     find_splits,
     read_split,
 )
-from classifier_training.types import ClassificationSample
-
-BadImagePolicy = Literal["error", "skip"]
 
 _TAIL_BYTES = 1024
 
@@ -421,61 +416,6 @@ def validate_dataset(
 
 def _strip(error: DataError, where: Path) -> str:
     return str(error).removeprefix(f"{where}: ")
-
-
-# -- load-time policy ------------------------------------------------------------
-
-
-class GuardedDataset(JerseyNumberDataset):
-    """A dataset that applies the bad-image policy when an image fails to load.
-
-    With ``error`` a failure raises a ``DataError`` naming the file; with
-    ``skip`` the row is replaced by the next loadable row, a warning is logged
-    and ``skipped`` (shared by all DataLoader workers) counts it.
-
-    Args:
-        samples: The rows.
-        class_to_idx: Class name to index.
-        transform: Applied to the loaded image.
-        loader: Path to image.
-        on_bad_image: ``error`` or ``skip``.
-    """
-
-    def __init__(
-        self,
-        samples: Sequence[Sample],
-        class_to_idx: Mapping[str, int],
-        transform: Transform | None = None,
-        loader: ImageLoader | None = None,
-        on_bad_image: BadImagePolicy = "error",
-    ) -> None:
-        super().__init__(samples, class_to_idx, transform, loader)
-        self.on_bad_image = on_bad_image
-        # Shared memory, so counts made in worker processes reach the parent.
-        self.skipped = torch.zeros(1, dtype=torch.int64).share_memory_()  # type: ignore[no-untyped-call]
-
-    @property
-    def skipped_count(self) -> int:
-        """Rows replaced at load time so far (all workers)."""
-        return int(self.skipped.item())
-
-    def __getitem__(self, index: int) -> ClassificationSample:
-        """Load row ``index``, or apply the bad-image policy if it fails."""
-        for attempt in range(len(self)):
-            current = (index + attempt) % len(self)
-            try:
-                return super().__getitem__(current)
-            except Exception as error:  # decoder errors come in many types
-                path = self.samples[current].image
-                if self.on_bad_image == "error":
-                    raise DataError(
-                        f"{self.samples[current].where}: cannot load image {path} "
-                        f"({type(error).__name__}: {error}); set "
-                        "data.on_bad_image=skip to skip unreadable images"
-                    ) from error
-                self.skipped += 1
-                logger.warning(f"{path}: cannot load image ({error}); skipped")
-        raise DataError("no image of the dataset could be loaded")
 
 
 def describe_counts(rows: Mapping[str, Sequence[Sample]]) -> dict[str, Any]:
