@@ -50,6 +50,7 @@ from classifier_training.data.readers import (
     display_name,
     find_splits,
     read_split,
+    split_known,
 )
 
 _TAIL_BYTES = 1024
@@ -63,14 +64,12 @@ class ImageCheck:
         path: The image file.
         problem: What is wrong with it, or ``None`` when it is readable.
         size: ``(width, height)`` as declared in the header.
-        file_hash: SHA-256 of the file bytes (only when hashing was asked).
         pixel_hash: SHA-256 of the decoded RGB pixels (only when hashing).
     """
 
     path: Path
     problem: str | None = None
     size: tuple[int, int] | None = None
-    file_hash: str | None = None
     pixel_hash: str | None = None
 
 
@@ -121,8 +120,8 @@ def check_image(
         path: Image file.
         decode: Decode every pixel (otherwise only files whose tail looks
             truncated are decoded).
-        hash_content: Also hash the file bytes and the decoded pixels (implies
-            ``decode``).
+        hash_content: Also hash the decoded pixels (implies ``decode``), for the
+            leakage report.
 
     Returns:
         The check's result; ``problem`` says what is wrong, if anything.
@@ -158,13 +157,8 @@ def check_image(
     if not hash_content:
         return ImageCheck(path, size=size)
     pixels = hashlib.sha256(f"{rgb.size}".encode())
-    pixels.update(np.asarray(rgb).tobytes())
-    return ImageCheck(
-        path,
-        size=size,
-        file_hash=hashlib.sha256(path.read_bytes()).hexdigest(),
-        pixel_hash=pixels.hexdigest(),
-    )
+    pixels.update(np.ascontiguousarray(rgb).data)  # no copy of the pixels
+    return ImageCheck(path, size=size, pixel_hash=pixels.hexdigest())
 
 
 def default_workers() -> int:
@@ -380,14 +374,10 @@ def validate_dataset(
     for split, samples in report.rows.items():
         report.problems.extend(_duplicate_problems(split, samples))
     if unknown_labels and report.rows.get("train"):
-        train_labels = {s.label for s in report.rows["train"]}
+        classes = build_class_to_idx(s.label for s in report.rows["train"])
         for split in ("valid", "test"):
-            unknown = Counter(
-                s.label
-                for s in report.rows.get(split, [])
-                if s.label not in train_labels
-            )
-            for label, count in unknown.most_common():
+            _, excluded = split_known(report.rows.get(split, []), classes)
+            for label, count in excluded.labels.items():
                 report.problems.append(
                     Problem(
                         str(report.split_dirs[split]),
@@ -453,7 +443,7 @@ def leakage_groups(
             split_of.setdefault(sample.image, set()).add(split)
     by_hash: dict[str, list[Path]] = {}
     for path, check in images.items():
-        key = check.pixel_hash or check.file_hash
+        key = check.pixel_hash
         if key is not None and path in split_of:
             by_hash.setdefault(key, []).append(path)
     groups: list[dict[str, Any]] = []
