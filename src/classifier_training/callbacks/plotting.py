@@ -82,9 +82,9 @@ class TrainingHistoryCallback(Callback):
         if not is_fitting(trainer):
             return
         row: dict[str, float] = {"epoch": float(trainer.current_epoch)}
-        for key, value in trainer.callback_metrics.items():
-            scalar = _scalar(value)
-            if scalar is not None and key in CURVES:
+        for key in CURVES:  # not every logged metric: one .item() (sync) each
+            scalar = _scalar(trainer.callback_metrics.get(key))
+            if scalar is not None:
                 row[key] = scalar
         if self.lr_steps:
             row["lr"] = self.lr_steps[-1][1]
