@@ -10,6 +10,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from loguru import logger
 
 from classifier_training.callbacks.ema import EMACallback, WarmupEMA
 from classifier_training.config import DataModuleConfig
@@ -209,3 +210,18 @@ def test_resume_restores_the_average_itself(ema_run: EmaRun) -> None:
         torch.testing.assert_close(
             model.state_dict()[key], last["current_model_state"][key], msg=key
         )
+
+
+def test_resume_with_another_decay_is_reported() -> None:
+    saved = EMACallback(decay=0.999).state_dict()
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
+    try:
+        EMACallback(decay=0.999).load_state_dict(saved)
+        assert messages == []
+        EMACallback(decay=0.9999).load_state_dict(saved)
+    finally:
+        logger.remove(sink)
+    assert len(messages) == 1
+    assert "decay=0.999," in messages[0]
+    assert "decay=0.9999," in messages[0]

@@ -24,6 +24,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
+from loguru import logger
 from torch import Tensor
 
 DEFAULT_DECAY = 0.9999
@@ -182,3 +183,15 @@ class EMACallback(WeightAveraging):
         state["decay"] = self.ema_fn.decay
         state["warmup"] = self.ema_fn.warmup
         return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the callback state; say so when a resume changes the EMA recipe."""
+        super().load_state_dict(state_dict)
+        saved = (state_dict.get("decay"), state_dict.get("warmup"))
+        current = (self.ema_fn.decay, self.ema_fn.warmup)
+        if saved != (None, None) and saved != current:
+            logger.warning(
+                f"resuming an EMA saved with decay={saved[0]}, warmup={saved[1]} "
+                f"using decay={current[0]}, warmup={current[1]}; the average "
+                "continues with the new settings"
+            )
