@@ -1,7 +1,8 @@
 """onnxruntime vs PyTorch eager (fp32, CPU) for ResNet18 inference, side by side.
 
 For each input size (default 64 and 224 px) the same randomly initialised ResNet18
-is exported with the project's export settings (input ``input``, output
+is exported (and verified against PyTorch) by the project's own
+:func:`classifier_training.export.export_onnx` (input ``input``, output
 ``logits``, dynamic batch) and run by:
 
 * ``torch eager``: ``model.eval()`` under ``torch.inference_mode()``, fp32;
@@ -41,37 +42,21 @@ from rich.table import Table
 from torch import nn
 from torchvision import models as tv_models
 
+from classifier_training.export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from classifier_training.inference.onnx_classifier import session_options
+
 TARGET_RATIO = 2.5
 Runner = Callable[[npt.NDArray[np.float32]], Callable[[], object]]
 
 
-def export(network: nn.Module, size: int, path: Path) -> Path:
-    """Export like the project does: ``input`` -> ``logits``, dynamic batch."""
-    program = torch.onnx.export(
-        network.eval(),
-        (torch.randn(2, 3, size, size),),
-        dynamo=True,
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-        external_data=False,
-        verbose=False,
-    )
-    assert program is not None
-    program.save(str(path))
-    return path
-
-
 def ort_session(path: Path, threads: int, spin: bool = False) -> ort.InferenceSession:
-    """A CPU session with full graph optimisation.
+    """A CPU session with :class:`ONNXClassifier`'s options (full graph optimisation).
 
     Thread spinning is off by default here: with round-robin timing, threads that
     keep spinning after a run steal the CPU from the engine timed next (on a
     2-core machine this made eager PyTorch look 5-30x slower than it is).
     """
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
+    options = session_options(threads)
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(
@@ -145,7 +130,7 @@ def ort_runner(
     session: ort.InferenceSession, batch: npt.NDArray[np.float32]
 ) -> Callable[[], object]:
     """One onnxruntime run on ``batch``."""
-    return lambda: session.run(["logits"], {"input": batch})
+    return lambda: session.run([OUTPUT_NAME], {INPUT_NAME: batch})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         for size in args.sizes:
             network = tv_models.resnet18(weights=None, num_classes=args.num_classes)
             network.eval()
-            onnx_path = export(network, size, Path(tmp) / f"resnet18_{size}.onnx")
+            onnx_path = Path(tmp) / f"resnet18_{size}.onnx"
+            export_onnx(network, size, onnx_path)  # the project's export, verified
             one = rng.standard_normal((1, 3, size, size), dtype=np.float32)
             many = rng.standard_normal((args.batch, 3, size, size), dtype=np.float32)
             session = ort_session(onnx_path, args.threads)

@@ -21,7 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from classifier_training.labels_mapping import LABELS_MAPPING_FILE, read_labels_mapping
+from classifier_training.labels_mapping import (
+    LABELS_MAPPING_FILE,
+    mapping_candidates,
+    read_labels_mapping,
+)
 from classifier_training.models import (
     BaseClassificationModel,
     ResNet18ClassificationModel,
@@ -140,9 +144,9 @@ def resolve_labels_mapping(
 ) -> tuple[dict[str, Any], str]:
     """The labels mapping for a checkpoint, checked against its classes.
 
-    Order: ``explicit`` file, the mapping stored in the checkpoint, then
-    ``labels_mapping.json`` in the run folder (``RUN/checkpoints/x.ckpt``) or next
-    to the checkpoint.
+    Order: ``explicit`` file, the mapping stored in the checkpoint, then the
+    places :func:`~classifier_training.labels_mapping.mapping_candidates` lists
+    (beside the checkpoint, then the run folder of ``RUN/checkpoints/x.ckpt``).
 
     Args:
         checkpoint_path: The ``.ckpt`` file.
@@ -164,16 +168,15 @@ def resolve_labels_mapping(
     elif loaded.labels_mapping is not None:
         mapping = loaded.labels_mapping
     else:
-        folders = (checkpoint_path.parent.parent, checkpoint_path.parent)
-        for folder in folders:
-            candidate = folder / LABELS_MAPPING_FILE
+        candidates = mapping_candidates(checkpoint_path)
+        for candidate in candidates:
             if candidate.is_file():
                 mapping, source = read_labels_mapping(candidate), str(candidate)
                 break
         else:
             raise CheckpointError(
                 f"{checkpoint_path}: no {LABELS_MAPPING_FILE} in the checkpoint or in "
-                f"{', '.join(str(f) for f in folders)}; pass the run's "
+                f"{', '.join(str(c.parent) for c in candidates)}; pass the run's "
                 f"{LABELS_MAPPING_FILE} with --labels-mapping"
             )
     assert mapping is not None

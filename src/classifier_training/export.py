@@ -39,8 +39,7 @@ from classifier_training.checkpoints import (
     resolve_labels_mapping,
 )
 from classifier_training.config import DataModuleConfig
-from classifier_training.data.image_io import load_image
-from classifier_training.data.transforms import ResizeToInput, build_eval_transform
+from classifier_training.inference.preprocess import Preprocessor
 from classifier_training.labels_mapping import (
     LABELS_MAPPING_FILE,
     write_labels_mapping,
@@ -274,34 +273,34 @@ def export_onnx(
     return result
 
 
-def _mapping_config(mapping: Mapping[str, Any]) -> DataModuleConfig:
-    resize = mapping.get("preprocessing", {}).get("resize", {})
-    return DataModuleConfig(
-        data_root=Path("."),
-        image_size=int(mapping["image_size"]),
-        resize_mode=resize.get("mode", "squash"),
-        mean=tuple(mapping["normalization"]["mean"]),
-        std=tuple(mapping["normalization"]["std"]),
-    )
-
-
-def load_images(paths: Sequence[Path], mapping: Mapping[str, Any]) -> torch.Tensor:
+def load_images(
+    paths: Sequence[Path], mapping: Mapping[str, Any], source: str = "labels mapping"
+) -> torch.Tensor:
     """Preprocess image files exactly as evaluation does (per the labels mapping).
+
+    Uses the deployment's own :class:`~classifier_training.inference.Preprocessor`
+    (resize mode, pad colour, interpolation and normalisation as the mapping says).
+
+    Args:
+        paths: Image files.
+        mapping: The parsed labels mapping.
+        source: Where the mapping came from, for messages.
+
+    Returns:
+        ``N x 3 x H x W`` float32 images.
 
     Raises:
         ExportError: Naming an image that cannot be read.
+        PreprocessingError: If the mapping describes unsupported preprocessing.
     """
-    config = _mapping_config(mapping)
-    resize = ResizeToInput(config.image_size, config.resize_mode, config.mean)
-    transform = build_eval_transform(config)
-    tensors = []
+    preprocessor = Preprocessor.from_mapping(mapping, source)
+    arrays = []
     for path in paths:
         try:
-            image = load_image(path)
-        except Exception as error:
+            arrays.append(preprocessor(path))
+        except Exception as error:  # PIL raises many types for corrupt files
             raise ExportError(f"{path}: cannot read image: {error}") from None
-        tensors.append(transform(resize(image)))
-    return torch.stack(tensors)
+    return torch.from_numpy(np.stack(arrays))
 
 
 def export_checkpoint(
@@ -325,8 +324,8 @@ def export_checkpoint(
         The verification result.
     """
     loaded = load_checkpoint_model(checkpoint_path)
-    mapping, _ = resolve_labels_mapping(checkpoint_path, loaded, labels_mapping)
-    verify = load_images(images, mapping) if images else None
+    mapping, source = resolve_labels_mapping(checkpoint_path, loaded, labels_mapping)
+    verify = load_images(images, mapping, source) if images else None
     result = export_onnx(
         loaded.network, int(mapping["image_size"]), out_path, verify, atol=atol
     )

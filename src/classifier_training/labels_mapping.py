@@ -11,6 +11,7 @@ from classifier_training.data.preprocessing import eval_preprocessing_spec
 from classifier_training.utils.io import atomic_write_json
 
 LABELS_MAPPING_FILE = "labels_mapping.json"
+CHECKPOINTS_DIR = "checkpoints"
 
 
 def build_labels_mapping(
@@ -81,3 +82,40 @@ def read_labels_mapping(path: Path) -> dict[str, Any]:
             f"entries for num_classes={mapping['num_classes']}"
         )
     return mapping
+
+
+def run_folder(model_path: Path) -> Path:
+    """The run folder a model file belongs to.
+
+    ``RUN/checkpoints/x.ckpt`` belongs to ``RUN``; any other file (``RUN/model.onnx``,
+    a copied checkpoint) to the folder it is in.
+
+    Args:
+        model_path: A ``.onnx`` or checkpoint file.
+
+    Returns:
+        The folder (absolute).
+    """
+    folder = model_path.resolve().parent
+    return folder.parent if folder.name == CHECKPOINTS_DIR else folder
+
+
+def mapping_candidates(model_path: Path) -> list[Path]:
+    """Where the ``labels_mapping.json`` of a model file is looked for, in order.
+
+    Beside the model first, then in its :func:`run_folder` when that is another
+    folder (``RUN/checkpoints/x.ckpt`` -> ``RUN/labels_mapping.json``). Every
+    loader (ONNX, checkpoint, export) searches these places in this order.
+
+    Args:
+        model_path: A ``.onnx`` or checkpoint file.
+
+    Returns:
+        One or two candidate files (they need not exist).
+    """
+    beside = model_path.parent
+    folders = [beside]
+    run = run_folder(model_path)
+    if run != beside.resolve():
+        folders.append(run)
+    return [folder / LABELS_MAPPING_FILE for folder in folders]

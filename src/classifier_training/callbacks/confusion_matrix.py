@@ -38,17 +38,21 @@ def top_confusions(
 ) -> list[dict[str, Any]]:
     """The most frequent mistakes (off-diagonal cells), largest first.
 
+    Equal counts keep matrix order: lower true class first, then lower predicted
+    class, so the list is the same on every run.
+
     Args:
         matrix: ``K x K`` counts, rows = true class.
         names: Display names in class-index order.
         limit: At most this many pairs.
 
     Returns:
-        ``[{"true", "predicted", "count", "share_of_true"}, ...]``.
+        ``[{"true", "predicted", "count", "share_of_true"}, ...]``; the share is
+        the pair's count over the true class's rows (4 decimals).
     """
     off = matrix.astype(np.int64).copy()
     np.fill_diagonal(off, 0)
-    flat = np.argsort(off, axis=None)[::-1][:limit]
+    flat = np.argsort(-off, axis=None, kind="stable")[:limit]
     support = matrix.sum(axis=1)
     pairs = []
     for index in flat:

@@ -318,3 +318,19 @@ def split_known(
     return kept, ExcludedRows(
         count=sum(unknown.values()), labels=dict(unknown.most_common())
     )
+
+
+def iter_image_files(folder: Path) -> list[Path]:
+    """Every image file below ``folder`` (recursive), by extension, sorted.
+
+    Args:
+        folder: The folder to search.
+
+    Returns:
+        Files whose suffix is in :data:`IMAGE_EXTENSIONS` (any case), sorted.
+    """
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+    )

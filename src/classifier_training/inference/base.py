@@ -10,9 +10,17 @@ from typing import Any, overload
 import numpy as np
 import numpy.typing as npt
 
-from classifier_training.inference.preprocess import ImageInput, Preprocessor
+from classifier_training.inference.preprocess import (
+    ImageInput,
+    PreprocessingError,
+    Preprocessor,
+)
 from classifier_training.inference.results import ClassScore, Prediction
-from classifier_training.labels_mapping import LABELS_MAPPING_FILE, read_labels_mapping
+from classifier_training.labels_mapping import (
+    LABELS_MAPPING_FILE,
+    mapping_candidates,
+    read_labels_mapping,
+)
 
 
 class ModelLoadError(ValueError):
@@ -22,8 +30,9 @@ class ModelLoadError(ValueError):
 def find_labels_mapping(model_path: Path, explicit: str | Path | None) -> Path:
     """Locate the ``labels_mapping.json`` that belongs to a model file.
 
-    Looks beside the model, then one folder up (a checkpoint lives in
-    ``<run>/checkpoints/``; the mapping in ``<run>/``).
+    Looks where :func:`classifier_training.labels_mapping.mapping_candidates`
+    says: beside the model, then its run folder (``RUN/checkpoints/x.ckpt`` ->
+    ``RUN/labels_mapping.json``).
 
     Args:
         model_path: The ``.onnx`` or checkpoint file.
@@ -40,10 +49,7 @@ def find_labels_mapping(model_path: Path, explicit: str | Path | None) -> Path:
         if not path.is_file():
             raise ModelLoadError(f"{path}: labels mapping file not found")
         return path
-    candidates = [
-        model_path.parent / LABELS_MAPPING_FILE,
-        model_path.parent.parent / LABELS_MAPPING_FILE,
-    ]
+    candidates = mapping_candidates(model_path)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -69,19 +75,29 @@ class Classifier(ABC):
     Args:
         mapping: The parsed ``labels_mapping.json``.
         mapping_path: Where it came from (for messages).
+
+    Raises:
+        ModelLoadError: If the mapping lists its classes badly or describes
+            preprocessing this code does not reproduce (the file is named).
     """
 
     def __init__(self, mapping: dict[str, Any], mapping_path: Path) -> None:
-        self.mapping = mapping
         self.mapping_path = mapping_path
-        self.num_classes: int = int(mapping["num_classes"])
-        self.class_names: list[str] = [
-            mapping["idx_to_class"][str(i)] for i in range(self.num_classes)
-        ]
+        try:
+            self.num_classes: int = int(mapping["num_classes"])
+            self.class_names: list[str] = [
+                mapping["idx_to_class"][str(i)] for i in range(self.num_classes)
+            ]
+            self.preprocessor = Preprocessor.from_mapping(mapping, str(mapping_path))
+        except PreprocessingError as error:
+            raise ModelLoadError(str(error)) from None
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelLoadError(
+                f"{mapping_path}: malformed labels mapping ({error!r})"
+            ) from None
         self.class_to_idx: dict[str, int] = {
             name: i for i, name in enumerate(self.class_names)
         }
-        self.preprocessor = Preprocessor.from_mapping(mapping, str(mapping_path))
 
     @staticmethod
     def _read_mapping(path: Path) -> dict[str, Any]:

@@ -7,8 +7,10 @@ and counted. Writes to ``--out``:
 * ``summary.json``: top-1, top-5, per-class precision/recall/F1/support, macro
   averages, excluded rows, the most-confused class pairs and the most confident
   mistakes;
-* ``confusion_matrix.png`` (rows: true class, columns: predicted);
-* ``mistakes.png``: a gallery of the most confident mistakes.
+* ``confusion_matrix.png``: counts and row-normalised (rows: true class,
+  columns: predicted), drawn like the training run's;
+* ``mistakes.png``: the most confident mistakes, drawn like the training run's
+  sample grid.
 
 Exit status: 0 on success, 2 on unusable model, data or arguments.
 """
@@ -34,6 +36,18 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
+from classifier_training.callbacks._common import save_figure
+from classifier_training.callbacks.confusion_matrix import (
+    plot_confusion_matrix,
+    top_confusions,
+)
+from classifier_training.callbacks.visualization import (
+    BACKGROUND,
+    Prediction,
+    render_grid,
+)
+from classifier_training.data.image_io import load_image
+from classifier_training.data.preprocessing import resize_to_input
 from classifier_training.data.readers import (
     DataError,
     ExcludedRows,
@@ -45,7 +59,7 @@ from classifier_training.data.readers import (
 )
 from classifier_training.inference import ModelLoadError, load_classifier
 from classifier_training.inference.base import Classifier
-from classifier_training.inference.preprocess import PreprocessingError
+from classifier_training.labels_mapping import run_folder
 from classifier_training.utils.io import atomic_path, atomic_write_json
 
 SUMMARY_FILE = "summary.json"
@@ -63,7 +77,6 @@ class Evaluation:
         targets: True class index per row.
         probs: ``N x C`` softmax probabilities per row.
         excluded: Rows left out because the model does not know their label.
-        top_k: The ``k`` of the top-k accuracy (5, or fewer classes).
     """
 
     class_names: list[str]
@@ -71,7 +84,16 @@ class Evaluation:
     targets: npt.NDArray[Any]
     probs: npt.NDArray[Any]
     excluded: ExcludedRows
-    top_k: int
+
+    @property
+    def top_k(self) -> int:
+        """The ``k`` of the top-k accuracy (5, or fewer classes)."""
+        return min(5, len(self.class_names))
+
+    @property
+    def display_names(self) -> list[str]:
+        """Class names for people (``<empty>`` for ``""``), by index."""
+        return [display_name(name) for name in self.class_names]
 
     @property
     def predicted(self) -> npt.NDArray[Any]:
@@ -133,33 +155,16 @@ class Evaluation:
             },
         }
 
-    def most_confused(self, limit: int = 10) -> list[dict[str, Any]]:
-        """The off-diagonal confusion cells with the most rows, largest first."""
-        matrix = self.confusion()
-        support = matrix.sum(axis=1)
-        pairs = [
-            (int(matrix[t, p]), t, p)
-            for t in range(len(matrix))
-            for p in range(len(matrix))
-            if t != p and matrix[t, p] > 0
-        ]
-        pairs.sort(key=lambda item: (-item[0], item[1], item[2]))
-        return [
-            {
-                "true": display_name(self.class_names[t]),
-                "predicted": display_name(self.class_names[p]),
-                "count": count,
-                "share_of_true": count / int(support[t]),
-            }
-            for count, t, p in pairs[:limit]
-        ]
+    def mistake_rows(self, limit: int = 16) -> npt.NDArray[np.int64]:
+        """Indices of up to ``limit`` wrong rows, most confident first."""
+        confidence = self.probs.max(axis=1)
+        wrong = np.flatnonzero(self.predicted != self.targets)
+        return wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
 
     def confident_mistakes(self, limit: int = 16) -> list[dict[str, Any]]:
         """Wrong rows, most confident first."""
         predicted = self.predicted
         confidence = self.probs.max(axis=1)
-        wrong = np.flatnonzero(predicted != self.targets)
-        order = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
         return [
             {
                 "image": str(self.samples[i].image),
@@ -168,7 +173,7 @@ class Evaluation:
                 "predicted": display_name(self.class_names[int(predicted[i])]),
                 "confidence": float(confidence[i]),
             }
-            for i in order
+            for i in self.mistake_rows(limit)
         ]
 
 
@@ -213,71 +218,60 @@ def evaluate_samples(
         class_names=list(classifier.class_names),
         samples=kept,
         targets=targets,
-        probs=probs[rows] if len(rows) else probs[:0],
+        probs=probs[rows],
         excluded=excluded,
-        top_k=min(5, classifier.num_classes),
     )
 
 
-def plot_confusion(matrix: npt.NDArray[Any], names: list[str], path: Path) -> Path:
-    """Save the confusion matrix as a heat map (counts written when it is small)."""
-    import matplotlib
+def plot_mistakes(
+    evaluation: Evaluation, limit: int, path: Path, tile: int = 96
+) -> Path:
+    """Save a gallery of the most confident mistakes (true, predicted, confidence).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn by the training run's own sample grid
+    (:func:`~classifier_training.callbacks.visualization.render_grid`); each image
+    is letterboxed to a ``tile`` square.
 
-    n = len(names)
-    side = min(4 + 0.45 * n, 40)
-    fig, ax = plt.subplots(figsize=(side, side))
-    ax.imshow(matrix, cmap="Blues")
-    labels = [display_name(name) for name in names]
-    ax.set_xticks(range(n), labels, rotation=90, fontsize=8)
-    ax.set_yticks(range(n), labels, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if n <= 40:
-        peak = matrix.max() if matrix.size else 0
-        for t in range(n):
-            for p in range(n):
-                if matrix[t, p]:
-                    colour = "white" if matrix[t, p] > peak / 2 else "black"
-                    ax.text(p, t, str(matrix[t, p]), ha="center", va="center",
-                            fontsize=7, color=colour)  # fmt: skip
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return path
+    Args:
+        evaluation: The evaluation.
+        limit: Mistakes shown.
+        path: The ``.png`` to write (atomically).
+        tile: Tile side in pixels.
 
-
-def plot_mistakes(mistakes: list[dict[str, Any]], path: Path) -> Path:
-    """Save a gallery of mistakes (image, true and predicted label, confidence)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from classifier_training.data.image_io import load_image
-
-    cols = max(1, min(4, len(mistakes)))
-    rows = max(1, -(-len(mistakes) // cols))
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(3 * cols, 3.4 * rows), squeeze=False, layout="constrained"
-    )
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, mistake in zip(axes.flat, mistakes, strict=False):
-        ax.imshow(load_image(mistake["image"]))
-        ax.set_title(
-            f"true {mistake['true']}\npred {mistake['predicted']} "
-            f"({mistake['confidence']:.2f})",
-            fontsize=9,
+    Returns:
+        ``path``.
+    """
+    predicted = evaluation.predicted
+    confidence = evaluation.probs.max(axis=1)
+    tiles = [
+        Prediction(
+            index=int(row),
+            image=np.asarray(
+                resize_to_input(
+                    load_image(evaluation.samples[row].image),
+                    tile,
+                    "letterbox",
+                    BACKGROUND,
+                )
+            ),
+            label=int(evaluation.targets[row]),
+            pred=int(predicted[row]),
+            confidence=float(confidence[row]),
         )
-    if not mistakes:
-        axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+        for row in evaluation.mistake_rows(limit)
+    ]
+    wrong = int((predicted != evaluation.targets).sum())
+    title = (
+        f"{len(tiles)} most confident of {wrong} mistakes in "
+        f"{len(evaluation.samples)} rows"
+        if tiles
+        else f"no mistakes in {len(evaluation.samples)} rows"
+    )
+    grid = render_grid(
+        [("most confident mistakes", tiles)], evaluation.display_names, title, tile
+    )
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+        grid.save(tmp, format="PNG")
     return path
 
 
@@ -300,7 +294,8 @@ def write_report(
     Returns:
         The summary written.
     """
-    mistakes = evaluation.confident_mistakes(gallery)
+    matrix = evaluation.confusion()
+    names = evaluation.display_names
     summary: dict[str, Any] = {
         **context,
         "num_rows": len(evaluation.samples),
@@ -309,14 +304,17 @@ def write_report(
             "labels": evaluation.excluded.labels,
         },
         **evaluation.metrics(),
-        "most_confused": evaluation.most_confused(pairs),
-        "confident_mistakes": mistakes,
+        "most_confused": top_confusions(matrix, names, pairs),
+        "confident_mistakes": evaluation.confident_mistakes(gallery),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_confusion(
-        evaluation.confusion(), evaluation.class_names, out_dir / CONFUSION_FILE
+    where = f"{context['split']} " if "split" in context else ""
+    title = (
+        f"{where}confusion matrix: {len(evaluation.samples)} rows, "
+        f"top-1 {summary['top1']:.2%}"
     )
-    plot_mistakes(mistakes, out_dir / GALLERY_FILE)
+    save_figure(plot_confusion_matrix(matrix, names, title), out_dir / CONFUSION_FILE)
+    plot_mistakes(evaluation, gallery, out_dir / GALLERY_FILE)
     atomic_write_json(out_dir / SUMMARY_FILE, summary)
     return summary
 
@@ -360,12 +358,6 @@ def print_report(summary: dict[str, Any], top_k: int, console: Console) -> None:
     )
 
 
-def run_folder(model_path: Path) -> Path:
-    """The run folder of ``RUN/model.onnx`` or ``RUN/checkpoints/x.ckpt``."""
-    folder = model_path.resolve().parent
-    return folder.parent if folder.name == "checkpoints" else folder
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
@@ -406,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{split_dir}: no rows with a label the model knows "
                 f"({evaluation.excluded.count} excluded)"
             )
-    except (ModelLoadError, PreprocessingError, DataError, ValueError) as error:
+    except (ModelLoadError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if evaluation.excluded.count:

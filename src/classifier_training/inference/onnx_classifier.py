@@ -31,7 +31,8 @@ def choose_provider(requested: str | None = None) -> str:
         The provider name.
 
     Raises:
-        ValueError: If the requested provider is not available in this install.
+        ModelLoadError: If the requested provider is not available in this install
+            (a ``ValueError``).
     """
     available = ort.get_available_providers()
     if requested is None:
@@ -42,7 +43,7 @@ def choose_provider(requested: str | None = None) -> str:
             name.lower(), name
         ) + "ExecutionProvider"
     if name not in available:
-        raise ValueError(
+        raise ModelLoadError(
             f"onnxruntime provider {requested!r} is not available (available: "
             f"{', '.join(available)})"
         )
@@ -71,7 +72,8 @@ class ONNXClassifier(Classifier):
 
     The model must take ``input`` (``N x 3 x H x W`` float32, normalised) and
     return ``logits`` (``N x num_classes``). The preprocessing and class names come
-    from ``labels_mapping.json`` beside the model (or one folder up), or from
+    from ``labels_mapping.json`` beside the model (or in its run folder, see
+    :func:`~classifier_training.labels_mapping.mapping_candidates`), or from
     ``labels_mapping_path``.
 
     Args:

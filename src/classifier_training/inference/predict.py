@@ -12,6 +12,7 @@ file, not an image, empty folder), 2 when the model cannot be used (e.g. missing
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -22,10 +23,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import UnidentifiedImageError
 
-from classifier_training.data.readers import IMAGE_EXTENSIONS
+from classifier_training.data.readers import iter_image_files
 from classifier_training.inference import ModelLoadError, load_classifier
 from classifier_training.inference.base import Classifier
-from classifier_training.inference.preprocess import PreprocessingError
 from classifier_training.inference.results import Prediction
 
 
@@ -66,11 +66,7 @@ def expand_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[str]]:
     errors: list[str] = []
     for path in inputs:
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            )
+            found = iter_image_files(path)
             if not found:
                 errors.append(f"{path}: folder holds no image files")
             files.extend(found)
@@ -117,14 +113,7 @@ def predict_files(
             if isinstance(item, str):
                 yield item
             else:
-                prediction = predictions[item]
-                yield Prediction(
-                    label=prediction.label,
-                    class_id=prediction.class_id,
-                    confidence=prediction.confidence,
-                    top_k=prediction.top_k,
-                    source=str(path),
-                )
+                yield dataclasses.replace(predictions[item], source=str(path))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         classifier = load_classifier(args.model, args.labels_mapping, args.provider)
-    except (ModelLoadError, PreprocessingError, ValueError) as error:
+    except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     files, errors = expand_inputs(args.inputs)

@@ -22,6 +22,7 @@ from classifier_training.data.image_io import load_image, to_rgb
 from classifier_training.data.preprocessing import (
     INTERPOLATION,
     ResizeMode,
+    mean_fill,
     resize_to_input,
 )
 
@@ -91,15 +92,16 @@ class Preprocessor:
                     f"{source}: unsupported {key} {spec[key]!r} (need {expected})"
                 )
         norm = mapping["normalization"]
-        mean, std = spec.get("mean", norm["mean"]), spec.get("std", norm["std"])
+        m, s = spec.get("mean", norm["mean"]), spec.get("std", norm["std"])
+        mean = (float(m[0]), float(m[1]), float(m[2]))
         # Older mappings lack a pad colour: training pads with the mean colour.
-        pad = resize.get("pad_color") or [round(255 * m) for m in mean]
+        pad = resize.get("pad_color") or mean_fill(mean)
         return cls(
             size=size,
             mode=cast(Literal["squash", "letterbox"], mode),
             pad_color=(int(pad[0]), int(pad[1]), int(pad[2])),
-            mean=(float(mean[0]), float(mean[1]), float(mean[2])),
-            std=(float(std[0]), float(std[1]), float(std[2])),
+            mean=mean,
+            std=(float(s[0]), float(s[1]), float(s[2])),
             scale=float(spec.get("scale", 1.0 / 255.0)),
         )
 
