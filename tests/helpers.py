@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -90,3 +93,44 @@ def make_folder_dataset(
             for variant in range(count):
                 class_image(class_index, variant, size).save(folder / f"{variant}.png")
     return root
+
+
+def run_train(
+    cwd: Path,
+    *overrides: str,
+    check: bool = True,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``classifier-train`` (demo recipe) with Hydra overrides in a subprocess.
+
+    Args:
+        cwd: Working folder of the run.
+        *overrides: Hydra overrides.
+        check: Raise on a non-zero exit, with the tail of stdout and stderr.
+        extra_env: Environment variables added to the current ones.
+
+    Returns:
+        The finished process (text output captured).
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "classifier_training.train",
+            "--config-name",
+            "train_demo",
+            *overrides,
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"exit {result.returncode}\n{result.stdout[-3000:]}\n"
+            f"{result.stderr[-5000:]}"
+        )
+    return result

@@ -7,9 +7,6 @@ a model whose answers are known, exported with the project's own exporter.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +16,7 @@ from torch import nn
 from classifier_training.config import DataModuleConfig
 from classifier_training.export import export_onnx
 from classifier_training.labels_mapping import write_labels_mapping
-from tests.helpers import class_image, make_jsonl_dataset
+from tests.helpers import class_image, make_jsonl_dataset, run_train
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 32
@@ -38,24 +35,15 @@ class TrainedRun:
 
 def train_tiny_run(data_root: Path, run_dir: Path) -> None:
     """Two epochs of the demo recipe on a tiny dataset (CPU, ~10 s)."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "classifier_training.train",
-            "--config-name",
-            "train_demo",
-            f"data.data_root={data_root}",
-            f"data.image_size={IMAGE_SIZE}",
-            "data.num_workers=0",
-            "trainer.max_epochs=2",
-            f"hydra.run.dir={run_dir}",
-            "~callbacks.rich_progress_bar",
-        ],
-        check=True,
-        cwd=REPO,
-        capture_output=True,
-        env={**os.environ, "PYTHONPATH": f"{REPO / 'src'}"},
+    run_train(
+        REPO,
+        f"data.data_root={data_root}",
+        f"data.image_size={IMAGE_SIZE}",
+        "data.num_workers=0",
+        "trainer.max_epochs=2",
+        f"hydra.run.dir={run_dir}",
+        "~callbacks.rich_progress_bar",
+        extra_env={"PYTHONPATH": str(REPO / "src")},
     )
 
 

@@ -10,8 +10,6 @@ import pytest
 from classifier_training.inference.evaluate import main
 from tests.inference_support import TrainedRun, write_color_image
 
-# Session fixtures shared by the inference test modules.
-
 # (true label, colour of the image): the colour model predicts the colour, so
 # two rows are wrong (red->green, blue->red) and "purple" is unknown to it.
 ROWS = [

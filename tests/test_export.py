@@ -225,3 +225,24 @@ def test_cli_exports_a_checkpoint_with_an_explicit_mapping(
     assert mapping == json.loads((checkpoint_dir / "mapping.json").read_text())
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape[1:] == [3, 24, 24]  # from the mapping
+
+
+def test_cli_names_an_unreadable_verification_image(
+    checkpoint_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk = tmp_path / "junk.png"
+    junk.write_text("not an image")
+    code = main(
+        [
+            str(checkpoint_dir / "plain.ckpt"),
+            "--out",
+            str(tmp_path / "m.onnx"),
+            "--labels-mapping",
+            str(checkpoint_dir / "mapping.json"),
+            "--images",
+            str(junk),
+        ]
+    )
+    assert code == 1
+    assert f"{junk}: cannot read image" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from PIL import Image
@@ -27,7 +28,11 @@ from classifier_training.inference import (
 )
 from classifier_training.inference.evaluate import evaluate_samples
 from classifier_training.inference.onnx_classifier import choose_provider
-from classifier_training.labels_mapping import read_labels_mapping, write_labels_mapping
+from classifier_training.labels_mapping import (
+    mapping_candidates,
+    read_labels_mapping,
+    write_labels_mapping,
+)
 from tests.helpers import class_image, make_jsonl_dataset
 from tests.inference_support import REPO, TrainedRun
 
@@ -143,7 +148,9 @@ def test_prediction_interface(trained_run: TrainedRun) -> None:
     for a, b in zip(one_by_one, together, strict=True):
         assert a.class_id == b.class_id
         assert abs(a.confidence - b.confidence) < 1e-5
-    json.dumps(single.to_dict())
+    row = json.loads(json.dumps(single.to_dict()))
+    assert (row["path"], row["label"]) == (str(images[0]), single.label)
+    assert [s["class_id"] for s in row["top_k"]] == [s.class_id for s in single.top_k]
 
 
 def test_onnx_path_runs_without_torch(color_model: Path, tmp_path: Path) -> None:
@@ -169,8 +176,12 @@ def test_onnx_path_runs_without_torch(color_model: Path, tmp_path: Path) -> None
 
 def test_choose_provider() -> None:
     assert choose_provider("CPUExecutionProvider") == "CPUExecutionProvider"
-    assert choose_provider() in ("CUDAExecutionProvider", "CPUExecutionProvider")
-    with pytest.raises(ValueError, match="not available"):
+    assert choose_provider("cpu") == "CPUExecutionProvider"
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    assert choose_provider() == (
+        "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
+    )
+    with pytest.raises(ModelLoadError, match="not available"):
         choose_provider("nonexistent")
 
 
@@ -209,6 +220,31 @@ def test_missing_mapping_is_named(trained_run: TrainedRun, tmp_path: Path) -> No
         ONNXClassifier(lonely, tmp_path / "nowhere.json")
     with pytest.raises(ModelLoadError, match=r"missing\.onnx: model file not found"):
         ONNXClassifier(tmp_path / "missing.onnx", mapping)
+
+
+def test_mapping_is_looked_for_beside_the_model_then_in_the_run_folder(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "run"
+    assert mapping_candidates(run / "checkpoints" / "best.ckpt") == [
+        run / "checkpoints" / "labels_mapping.json",
+        run.resolve() / "labels_mapping.json",
+    ]
+    assert mapping_candidates(run / "model.onnx") == [run / "labels_mapping.json"]
+    assert mapping_candidates(run / "export" / "best.ckpt") == [
+        run / "export" / "labels_mapping.json"
+    ]
+
+
+def test_unsupported_preprocessing_is_a_load_error(
+    color_model: Path, tmp_path: Path
+) -> None:
+    model = Path(shutil.copy(color_model, tmp_path / "model.onnx"))
+    mapping = read_labels_mapping(color_model.parent / "labels_mapping.json")
+    mapping["preprocessing"]["resize"]["interpolation"] = "bicubic"
+    (tmp_path / "labels_mapping.json").write_text(json.dumps(mapping))
+    with pytest.raises(ModelLoadError, match=r"labels_mapping\.json.*bicubic"):
+        ONNXClassifier(model)
 
 
 def test_mapping_of_another_run_is_refused(

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from classifier_training.inference import CheckpointClassifier
 from classifier_training.inference.predict import main
 from tests.inference_support import REPO, TrainedRun, write_color_image
-
-# Session fixtures shared by the inference test modules.
 
 
 @pytest.fixture
@@ -116,5 +115,7 @@ def test_checkpoint_as_subprocess(
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)
     assert row["path"] == str(image)
-    assert row["label"] in ("", "7", "23")
+    expected = CheckpointClassifier(trained_run.checkpoint).predict(image)
+    assert row["label"] == expected.label
+    assert row["confidence"] == pytest.approx(expected.confidence, abs=1e-4)
     assert len(row["top_k"]) == 3

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from classifier_training.synthetic import SynthConfig, generate_dataset
-from tests.helpers import make_jsonl_dataset
+from tests.helpers import make_jsonl_dataset, run_train
 
 FAST = [
     "data.image_size=24",
@@ -23,36 +20,6 @@ FAST = [
     "trainer.log_every_n_steps=1",
     "~callbacks.rich_progress_bar",
 ]
-
-
-def run_train(
-    cwd: Path,
-    *overrides: str,
-    check: bool = True,
-    extra_env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "classifier_training.train",
-            "--config-name",
-            "train_demo",
-            *overrides,
-        ],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"exit {result.returncode}\n{result.stdout[-3000:]}\n"
-            f"{result.stderr[-5000:]}"
-        )
-    return result
 
 
 @pytest.fixture(scope="module")
