@@ -19,16 +19,18 @@ from loguru import logger
 from torch import nn
 from torchvision import models as tv_models
 
+from classifier_training.core.errors import ClassifierError
+
 TIMM_PREFIX = "timm/"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class WeightsError(RuntimeError):
+class WeightsError(ClassifierError):
     """Weights could not be obtained or do not fit the architecture."""
 
 
-class UnknownArchitectureError(ValueError):
+class UnknownArchitectureError(ClassifierError):
     """``arch`` names no torchvision classification model (or timm model)."""
 
 
