@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +27,7 @@ from classifier_training.labels_mapping import (
     mapping_candidates,
     read_labels_mapping,
 )
-from classifier_training.models import (
-    BaseClassificationModel,
-    ResNet18ClassificationModel,
-    ResNet34ClassificationModel,
-    ResNet50ClassificationModel,
-)
+from classifier_training.models import BaseClassificationModel, ImageClassifier
 
 CHECKPOINT_MAPPING_KEY = "labels_mapping"
 CHECKPOINT_CLASS_KEY = "model_class"
@@ -79,18 +75,35 @@ def _import_model_class(path: str, checkpoint: Path) -> type[BaseClassificationM
     return cls
 
 
-def _candidate_classes(
-    checkpoint: Path, stored: str | None
-) -> list[type[BaseClassificationModel]]:
+# Classes of earlier versions: one per ResNet, now ``ImageClassifier(arch=...)``.
+_OLD_CLASSES = {
+    f"classifier_training.models.resnet.ResNet{depth}ClassificationModel": (
+        f"resnet{depth}"
+    )
+    for depth in (18, 34, 50)
+}
+
+
+def _candidates(
+    checkpoint: Path, stored: str | None, hparams: dict[str, Any]
+) -> list[tuple[type[BaseClassificationModel], dict[str, Any]]]:
+    if stored in _OLD_CLASSES:
+        return [(ImageClassifier, {**hparams, "arch": _OLD_CLASSES[stored]})]
     if stored is not None:
-        return [_import_model_class(stored, checkpoint)]
+        return [(_import_model_class(stored, checkpoint), hparams)]
+    if "arch" in hparams:
+        return [(ImageClassifier, hparams)]
     # Older checkpoints do not name their class: the architecture whose keys and
     # shapes fit the weights exactly is the one.
     return [
-        ResNet18ClassificationModel,
-        ResNet34ClassificationModel,
-        ResNet50ClassificationModel,
+        (ImageClassifier, {**hparams, "arch": arch}) for arch in _OLD_CLASSES.values()
     ]
+
+
+def _known_args(cls: type, hparams: dict[str, Any]) -> dict[str, Any]:
+    """Drop hyper-parameters of earlier versions (e.g. ``learning_rate``)."""
+    names = inspect.signature(cls).parameters
+    return {k: v for k, v in hparams.items() if k in names}
 
 
 def load_checkpoint_model(path: Path) -> CheckpointModel:
@@ -121,12 +134,14 @@ def load_checkpoint_model(path: Path) -> CheckpointModel:
     hparams.update(pretrained=False, weights_path=None)  # weights come from here
     state = checkpoint["state_dict"]
     errors: list[str] = []
-    for cls in _candidate_classes(path, checkpoint.get(CHECKPOINT_CLASS_KEY)):
+    stored = checkpoint.get(CHECKPOINT_CLASS_KEY)
+    for cls, args in _candidates(path, stored, hparams):
         try:
-            model = cls(**hparams)
+            model = cls(**_known_args(cls, args))
             model.load_state_dict(state, strict=True)
         except (RuntimeError, TypeError, ValueError) as error:
-            errors.append(f"{cls.__name__}: {str(error).splitlines()[0]}")
+            name = args.get("arch", cls.__name__)
+            errors.append(f"{name}: {str(error).splitlines()[0]}")
             continue
         mapping = checkpoint.get(CHECKPOINT_MAPPING_KEY)
         network = copy.deepcopy(model.network).to(device="cpu", dtype=torch.float32)

@@ -63,11 +63,13 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     Args:
         config: The validated data config.
+        arch: The model's architecture name (recorded for deployment).
     """
 
-    def __init__(self, config: DataModuleConfig) -> None:
+    def __init__(self, config: DataModuleConfig, arch: str | None = None) -> None:
         super().__init__()
         self.config = config
+        self.arch = arch
         self.class_to_idx: dict[str, int] = {}
         self.datasets: dict[str, JerseyNumberDataset] = {}
         self.excluded: dict[str, ExcludedRows] = {}
