@@ -149,7 +149,7 @@ def test_each_callback_can_be_switched_off() -> None:
         "dataset_statistics",
         "sampler_distribution",
     )
-    for config in ("callbacks=default", "callbacks=local"):
+    for config in ("callbacks=default",):
         cfg = compose_demo(
             ["data.data_root=/x", "paths.output_dir=/y", config]
             + [f"callbacks.{n}=null" for n in names]
@@ -411,7 +411,7 @@ def test_checkpoints_carry_the_deployment_mapping(run: Run) -> None:
     assert checkpoint["labels_mapping"] == json.loads(
         (run.out / "labels_mapping.json").read_text()
     )
-    assert checkpoint["model_class"].endswith("ResNet18ClassificationModel")
+    assert checkpoint["model_class"].endswith("ImageClassifier")
     assert checkpoint["hyper_parameters"]["class_names"] == ["", "23", "7"]
     assert all(
         k.startswith(("network.", "class_weights")) for k in checkpoint["state_dict"]

@@ -22,7 +22,7 @@ from classifier_training.export import (
     verify_onnx,
 )
 from classifier_training.labels_mapping import write_labels_mapping
-from classifier_training.models import ResNet18ClassificationModel
+from classifier_training.models import ImageClassifier
 
 SIZE = 16
 
@@ -158,8 +158,8 @@ def test_not_an_onnx_file_is_reported(tmp_path: Path) -> None:
 def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint as Lightning writes it, without the deployment extras."""
     folder = tmp_path_factory.mktemp("ckpt")
-    model = ResNet18ClassificationModel(
-        num_classes=3, class_names=["", "23", "7"], pretrained=False
+    model = ImageClassifier(
+        num_classes=3, class_names=["", "23", "7"], arch="resnet18", pretrained=False
     )
     torch.save(
         {

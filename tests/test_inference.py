@@ -112,7 +112,7 @@ def test_onnx_and_checkpoint_classifiers_agree(trained_run: TrainedRun) -> None:
     onnx = ONNXClassifier(trained_run.onnx)
     ckpt = CheckpointClassifier(trained_run.checkpoint)
     assert onnx.class_names == ckpt.class_names == ["", "23", "7"]
-    assert ckpt.model_class.endswith("ResNet18ClassificationModel")
+    assert ckpt.model_class.endswith("ImageClassifier")
     batch = onnx.preprocessor.batch(images)
     np.testing.assert_allclose(
         onnx.predict_proba(batch), ckpt.predict_proba(batch), atol=1e-4, rtol=0

@@ -244,7 +244,8 @@ def resume_command(
 
     Args:
         argv: ``sys.argv`` of this run (kept: the program and ``--config-name``).
-        overrides: This run's Hydra overrides.
+        overrides: This run's Hydra overrides (``hydra.*`` ones included, so a
+            chosen run folder is reused).
         last: The checkpoint to resume from (``None``: none was saved yet).
 
     Returns:
@@ -257,7 +258,11 @@ def resume_command(
             at = args.index(flag)
             head += args[at : at + 2]
     head += [a for a in args if a.startswith(("--config-name=", "--config-path="))]
-    kept = [o for o in overrides if not o.lstrip("+~").startswith("ckpt_path=")]
+    kept = [
+        o
+        for o in overrides
+        if not o.lstrip("+~").startswith(("ckpt_path=", "hydra.mode="))
+    ]
     resume = [f"ckpt_path={last}"] if last is not None else []
     return shlex.join([*head, *kept, *resume])
 
@@ -344,7 +349,8 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     except (KeyboardInterrupt, SystemExit):
         if trainer.interrupted:  # Lightning stopped cleanly on Ctrl-C
             last = last_checkpoint_path(callbacks)
-            overrides = list(HydraConfig.get().overrides.task)
+            given = HydraConfig.get().overrides
+            overrides = [*given.task, *given.hydra]
             print(
                 "interrupted; resume with:"
                 if last

@@ -190,7 +190,8 @@ class BaseClassificationModel(L.LightningModule, ABC):
         accuracy = class_acc.compute()
         # Classes absent from the split have no accuracy (torchmetrics says 0).
         tp, fn = class_acc.tp, class_acc.fn
-        assert isinstance(tp, torch.Tensor) and isinstance(fn, torch.Tensor)
+        assert isinstance(tp, torch.Tensor)
+        assert isinstance(fn, torch.Tensor)
         support = tp + fn
         class_acc.reset()
         per_class = {
