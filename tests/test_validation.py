@@ -137,6 +137,28 @@ def test_all_problems_at_once_and_bad_rows_skipped_when_collecting(
         read_split(jsonl_root / "train")
 
 
+def test_blank_lines_count_in_the_reported_line_numbers(jsonl_root: Path) -> None:
+    train = jsonl_root / "train"
+    jsonl = train / "annotations.jsonl"
+    rows = jsonl.read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 18
+    # Physical lines: 1 blank, 2-19 rows, 20 blank, 21 spaces, 22 bad JSON,
+    # 23 blank, 24 a row whose image is missing.
+    jsonl.write_text(
+        "\n" + "\n".join(rows) + "\n\n  \n{oops\n\n" + row("images/nope.png") + "\n",
+        encoding="utf-8",
+    )
+    report = validate_dataset(jsonl_root)
+    assert [str(p) for p in report.errors] == [
+        f"{jsonl}:22: not valid JSON (Expecting property name enclosed in double "
+        "quotes)",
+        f"{jsonl}:24: {train / 'images' / 'nope.png'}: image file not found",
+    ]
+    text = setup_error(jsonl_root)
+    assert f"\n{jsonl}:22: not valid JSON" in text
+    assert f"\n{jsonl}:24: {train / 'images' / 'nope.png'}: image file" in text
+
+
 def test_folder_layout_problem_names_the_image(folder_root: Path) -> None:
     bad = folder_root / "train" / "cat" / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
