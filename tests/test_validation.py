@@ -78,17 +78,21 @@ def make_bad_images(images: Path) -> dict[str, str]:
     data = (images / "cut.jpg").read_bytes()
     (images / "cut.jpg").write_bytes(data[: len(data) // 2])
     good_png = (images / "c0_0.png").read_bytes()
-    (images / "cut.png").write_bytes(good_png[: len(good_png) // 2])
+    # Cut in the middle of the pixel data (IDAT): header intact, stream ends early.
+    idat = good_png.index(b"IDAT")
+    idat_length = int.from_bytes(good_png[idat - 4 : idat], "big")
+    (images / "cut.png").write_bytes(good_png[: idat + 4 + idat_length // 2])
     (images / "corrupt.png").write_bytes(good_png[:33] + b"\x00" * 200)
     write_png_header(images / "bomb.png", 50_000, 50_000)
+    # Each message as reported, up to where the decoder's own wording starts.
     return {
         "missing.png": "image file not found",
         "empty.png": "empty image file (0 bytes)",
-        "notes.png": "not an image",
-        "cut.jpg": "truncated image",
-        "cut.png": "image",  # truncated or corrupt, depending on where it ends
-        "corrupt.png": "corrupt image",
-        "bomb.png": "possible decompression bomb",
+        "notes.png": "not an image (unrecognised file format)",
+        "cut.jpg": "truncated image (image file is truncated",
+        "cut.png": "truncated image (image file is truncated)",
+        "corrupt.png": "corrupt image (header cannot be parsed)",
+        "bomb.png": "possible decompression bomb (",
     }
 
 
@@ -105,7 +109,7 @@ def test_every_image_problem_is_reported_with_its_line(jsonl_root: Path) -> None
     for offset, (name, message) in enumerate(expected.items()):
         where = f"{jsonl}:{first + offset}: {train / 'images' / name}: "
         (line,) = [line for line in lines if line.startswith(where)]
-        assert message in line
+        assert line.removeprefix(where).startswith(message), line
 
 
 def test_paths_escaping_the_split_are_refused_never_read(jsonl_root: Path) -> None:
