@@ -208,9 +208,9 @@ def test_datamodule_cache_matches_uncached_before_augmentation(
             np.testing.assert_array_equal(left, right)
         # Same seed, same random augmentation (train): identical tensors.
         torch.manual_seed(3)
-        left = a[0]["images"]
+        plain_item = a[0]["images"]
         torch.manual_seed(3)
-        assert torch.equal(left, b[0]["images"])
+        assert torch.equal(plain_item, b[0]["images"])
     valid_a = next(iter(plain.val_dataloader()))["images"]
     valid_b = next(iter(cached.val_dataloader()))["images"]
     assert torch.equal(valid_a, valid_b)

@@ -51,13 +51,15 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> N
 # every open (builtins.open, Path.open, os.open, mkstemp) is recorded on the real
 # file system, nothing in the code under test is replaced.
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_watches: list[list[tuple[str, Path, Path | None]]] = []
+FileEvent = tuple[str, Path, Path | None]
+_watches: list[list[FileEvent]] = []
 _hook_installed = False
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     if not _watches:
         return
+    record: FileEvent
     if event == "open" and not isinstance(args[0], int) and args[2] & _WRITE_FLAGS:
         record = ("write", Path(os.path.abspath(os.fsdecode(args[0]))), None)
     elif event == "os.rename":
@@ -70,13 +72,13 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 
 @contextmanager
-def file_events() -> Iterator[list[tuple[str, Path, Path | None]]]:
+def file_events() -> Iterator[list[FileEvent]]:
     """Collect ``("write", path, None)`` and ``("rename", src, dst)`` events."""
     global _hook_installed
     if not _hook_installed:  # audit hooks cannot be removed: install once
         sys.addaudithook(_audit)
         _hook_installed = True
-    events: list[tuple[str, Path, Path | None]] = []
+    events: list[FileEvent] = []
     _watches.append(events)
     try:
         yield events
