@@ -318,7 +318,7 @@ def test_refuses_non_empty_dir_without_overwrite(
     with pytest.raises(SynthError, match="--overwrite"):
         generate_dataset(_config(out))
     argv = ["--out", str(out), "--per-class", "3", "--classes", "1", "--workers", "1"]
-    assert main(argv) == 1
+    assert main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main([*argv, "--overwrite", "--quiet"]) == 0
     assert (out / ".complete").is_file()

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from classifier_training.core.errors import USER_ERROR_EXIT_CODE
 from classifier_training.synthetic.classes import parse_class_spec
 from classifier_training.synthetic.config import (
     SynthConfig,
@@ -147,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         argv: Command-line arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        Process exit status: 0 on success, 1 if the dataset could not be written.
-        Invalid arguments exit with status 2 (argparse).
+        Process exit status: 0 on success, ``USER_ERROR_EXIT_CODE`` (2, like every
+        command of the project and argparse) if the dataset could not be written.
     """
     args = build_parser().parse_args(argv)
 
@@ -169,5 +170,5 @@ def main(argv: list[str] | None = None) -> int:
         generate_dataset(config, log=log)
     except (SynthError, ValueError, OSError) as exc:
         print(f"classifier-synth: error: {exc}", file=sys.stderr)
-        return 1
+        return USER_ERROR_EXIT_CODE
     return 0
