@@ -538,7 +538,10 @@ def test_confusion_matrix_goes_to_wandb_when_it_logs(
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_MODE", "offline")
     wandb_logger = WandbLogger(offline=True, save_dir=str(tmp_path), project="t")
-    model = type(run.model)(**{**run.model.hparams, "pretrained": False})
+    model = type(run.model)(
+        **{**run.model.hparams, "pretrained": False},
+        optimizer=run.model.optimizer_factory,
+    )
     trainer = L.Trainer(
         accelerator="cpu",
         max_epochs=1,

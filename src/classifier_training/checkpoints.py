@@ -91,13 +91,11 @@ def _candidates(
         return [(ImageClassifier, {**hparams, "arch": _OLD_CLASSES[stored]})]
     if stored is not None:
         return [(_import_model_class(stored, checkpoint), hparams)]
-    if "arch" in hparams:
-        return [(ImageClassifier, hparams)]
-    # Older checkpoints do not name their class: the architecture whose keys and
-    # shapes fit the weights exactly is the one.
-    return [
-        (ImageClassifier, {**hparams, "arch": arch}) for arch in _OLD_CLASSES.values()
-    ]
+    # Without a class name: the architecture whose keys and shapes fit the
+    # weights exactly is the one (the recorded arch first).
+    archs = [hparams["arch"]] if "arch" in hparams else []
+    archs += [a for a in _OLD_CLASSES.values() if a not in archs]
+    return [(ImageClassifier, {**hparams, "arch": arch}) for arch in archs]
 
 
 def _known_args(cls: type, hparams: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +145,7 @@ def load_checkpoint_model(path: Path) -> CheckpointModel:
         network = copy.deepcopy(model.network).to(device="cpu", dtype=torch.float32)
         return CheckpointModel(
             network=network.eval(),
-            hparams=hparams,
+            hparams=args,
             model_class=model_class_path(model),
             labels_mapping=dict(mapping) if mapping is not None else None,
         )
