@@ -17,7 +17,7 @@ from torchvision import models as tv_models
 
 from classifier_training.config import DataModuleConfig
 from classifier_training.data.datamodule import ImageFolderDataModule
-from classifier_training.data.readers import find_splits, read_split
+from classifier_training.core.readers import find_splits, read_split
 from classifier_training.inference import (
     CheckpointClassifier,
     ModelLoadError,
@@ -66,7 +66,7 @@ def test_preprocessing_from_mapping_matches_datamodule(
         resize_mode=mode,
         num_workers=0,  # type: ignore[arg-type]
     )
-    datamodule = ImageFolderDataModule(config)
+    datamodule = ImageFolderDataModule(config, arch="resnet18")
     datamodule.setup()
     mapping_file = write_labels_mapping(tmp_path, datamodule.class_to_idx, config)
     # Only the JSON file is used from here on: the deployment's view.
