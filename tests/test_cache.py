@@ -13,6 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from classifier_training.config import DataModuleConfig
+from classifier_training.core.readers import DataError
 from classifier_training.data.cache import (
     CachedLoader,
     ImageCache,
@@ -22,7 +23,6 @@ from classifier_training.data.cache import (
 )
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.data.dataset import DecodeAndResize
-from classifier_training.core.readers import DataError
 from classifier_training.data.transforms import ResizeToInput
 from tests.helpers import class_image
 

@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from classifier_training.config import DataModuleConfig, load_data_config
+from classifier_training.core.preprocessing import resize_to_input
+from classifier_training.core.readers import DataError
 from classifier_training.data.datamodule import (
     ImageFolderDataModule,
     inverse_frequency_weights,
 )
-from classifier_training.core.preprocessing import resize_to_input
-from classifier_training.core.readers import DataError
 from classifier_training.data.sampler import TrackingWeightedRandomSampler
 from tests.helpers import make_jsonl_dataset, write_jsonl_split
 

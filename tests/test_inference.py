@@ -23,8 +23,8 @@ from classifier_training.core.contract import (
     read_labels_mapping,
     write_labels_mapping,
 )
-from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.core.readers import find_splits, read_split
+from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.inference import (
     CheckpointClassifier,
     ModelLoadError,

@@ -9,9 +9,9 @@ import pytest
 from hydra.core.config_store import ConfigStore
 
 from classifier_training.config import DataModuleConfig
+from classifier_training.core.io import atomic_path, atomic_write_json
 from classifier_training.labels_mapping import read_labels_mapping, write_labels_mapping
 from classifier_training.utils.hydra import config_node_for, register
-from classifier_training.core.io import atomic_path, atomic_write_json
 
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from classifier_training.config import DataModuleConfig
-from classifier_training.data.datamodule import ImageFolderDataModule
-from classifier_training.data.dataset import JerseyNumberDataset
 from classifier_training.core.readers import DataError, read_split
 from classifier_training.core.validation import validate_dataset
+from classifier_training.data.datamodule import ImageFolderDataModule
+from classifier_training.data.dataset import JerseyNumberDataset
 from tests.helpers import make_folder_dataset, make_jsonl_dataset
 from tests.test_image_io import write_png_header
 

@@ -46,14 +46,21 @@ def read_history(
             column per logged metric, empty where a row lacks it.
 
     Returns:
-        One dict per epoch (``epoch`` and the :data:`CURVES` metrics logged in
-        it, the last value winning) in epoch order, and ``(epoch, lr)`` points
-        of the first learning-rate column.
+        One dict per trained epoch (``epoch`` and the :data:`CURVES` metrics
+        logged in it, the last value winning) in epoch order, and
+        ``(optimizer step, lr)`` points of the first learning-rate column.
     """
     epochs: dict[float, dict[str, float]] = {}
     lr_points: list[tuple[float, float]] = []
     lr_column: str | None = None
     for row in rows:
+        # LearningRateMonitor logs its own rows, with a step but no epoch.
+        if lr_column is None:
+            lr_column = next((k for k in row if k.startswith(LR_PREFIX)), None)
+        lr = _number(row.get(lr_column)) if lr_column else None
+        step = _number(row.get("step"))
+        if lr is not None and step is not None:
+            lr_points.append((step, lr))
         epoch = _number(row.get("epoch"))
         if epoch is None:
             continue
@@ -62,12 +69,14 @@ def read_history(
             value = _number(row.get(key))
             if value is not None:
                 record[key] = value
-        if lr_column is None:
-            lr_column = next((k for k in row if k.startswith(LR_PREFIX)), None)
-        lr = _number(row.get(lr_column)) if lr_column else None
-        if lr is not None:
-            lr_points.append((epoch, lr))
-    return [epochs[e] for e in sorted(epochs)], lr_points
+    # Rows of trainer.validate()/test() after fit carry the next epoch number but
+    # no training metric: they are evaluations, not epochs.
+    trained = [
+        epochs[e]
+        for e in sorted(epochs)
+        if any(k.startswith("train/") for k in epochs[e])
+    ]
+    return trained, lr_points
 
 
 class TrainingHistoryCallback(Callback):

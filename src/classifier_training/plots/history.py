@@ -54,10 +54,10 @@ def plot_metric_curves(
 
 
 def plot_learning_rate(points: Sequence[tuple[float, float]]) -> Figure:
-    """The learning rate against the (fractional) epoch.
+    """The learning rate against the optimizer step.
 
     Args:
-        points: ``(epoch position, learning rate)`` pairs.
+        points: ``(optimizer step, learning rate)`` pairs.
 
     Returns:
         The figure (not saved).
@@ -67,7 +67,7 @@ def plot_learning_rate(points: Sequence[tuple[float, float]]) -> Figure:
     if points:
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, marker="o" if len(points) < 60 else None, markersize=3)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
     ax.set_title("learning rate")
     ax.grid(alpha=0.3)
