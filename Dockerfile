@@ -13,13 +13,17 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /app
 
 # torch first, in its own layer: it is by far the largest and changes least.
-# PyPI's Linux x86_64 wheels of torch are CUDA builds.
+# PyPI's Linux x86_64 wheels of torch are CUDA builds. `make docker` passes the
+# Makefile's TORCH_SPEC; this default is the same pins (tests/test_docker.py).
 ARG TORCH_SPEC="torch==2.14.1 torchvision==0.29.1"
+# hadolint cannot see the == pins inside the variable.
+# hadolint ignore=DL3013
 RUN pip install ${TORCH_SPEC}
 
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . && useradd --create-home trainer && chown trainer /app
+RUN pip install . && useradd --uid 1000 --create-home trainer && chown trainer /app
 
-USER trainer
+# numeric, so that the host resolves the same user (hadolint DL3066)
+USER 1000
 ENTRYPOINT ["classifier-train"]

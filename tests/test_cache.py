@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-import time
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +29,26 @@ from tests.helpers import class_image
 
 
 class Probe(Dataset[tuple[torch.Tensor, int]]):
-    """Returns the loader's pixels and the worker's pid."""
+    """Returns the loader's pixels and the worker's pid.
 
-    def __init__(self, loader: CachedLoader, paths: list[Path]) -> None:
+    With ``meet``, rows 0 and 1 wait for each other at a two-party barrier: both
+    return only if two processes load them at the same time, so two workers take
+    part in every pass, whatever the machine's load (a lone worker would time out).
+    """
+
+    def __init__(
+        self, loader: CachedLoader, paths: list[Path], meet: Barrier | None = None
+    ) -> None:
         self.loader = loader
         self.paths = paths
+        self.meet = meet
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        time.sleep(0.02)  # let both workers take part
+        if self.meet is not None and index < 2:
+            self.meet.wait(timeout=60)
         pixels = np.asarray(self.loader(self.paths[index]))
         return torch.from_numpy(pixels.copy()), os.getpid()
 
@@ -59,11 +69,13 @@ LOADER = DecodeAndResize(RESIZE)
 
 def load_all(
     loader: DataLoader[tuple[torch.Tensor, int]],
-) -> tuple[torch.Tensor, set[int]]:
-    pixels, pids = [], set()
+) -> tuple[torch.Tensor, list[int]]:
+    """All rows' pixels, and the pid of the process that loaded each row."""
+    pixels: list[torch.Tensor] = []
+    pids: list[int] = []
     for batch_pixels, batch_pids in loader:
         pixels.append(batch_pixels)
-        pids.update(batch_pids.tolist())
+        pids.extend(batch_pids.tolist())
     return torch.cat(pixels), pids
 
 
@@ -74,14 +86,16 @@ def test_cache_is_identical_and_shared_by_two_workers(
     paths = make_images(tmp_path / "img")
     cache = build_cache(paths, LOADER, 16, kind, tmp_path / "cache")  # type: ignore[arg-type]
     uncached = torch.stack([torch.from_numpy(np.array(LOADER(p))) for p in paths])
+    context = multiprocessing.get_context("fork")
     loader = DataLoader(
-        Probe(CachedLoader(cache, LOADER), paths),
+        Probe(CachedLoader(cache, LOADER), paths, context.Barrier(2)),
         batch_size=1,
         num_workers=2,
         persistent_workers=True,
+        multiprocessing_context=context,
     )
     first, pids = load_all(loader)
-    assert len(pids) == 2
+    assert pids[0] != pids[1]  # rows 0 and 1 met at the barrier
     assert os.getpid() not in pids
     assert torch.equal(first, uncached)
     # Write through the parent's view after the workers started: they see it only
@@ -91,12 +105,16 @@ def test_cache_is_identical_and_shared_by_two_workers(
     else:
         assert cache.file is not None
         writable = np.load(cache.file, mmap_mode="r+")
-    writable[2] = 7
+    writable[0] = 7
+    writable[1] = 9
     if kind == "disk":
         writable.flush()  # type: ignore[attr-defined]
-    second, _ = load_all(loader)
-    assert torch.all(second[2] == 7)
-    assert torch.equal(second[[0, 1, 3, 4, 5]], uncached[[0, 1, 3, 4, 5]])
+    second, second_pids = load_all(loader)
+    assert set(second_pids) == set(pids)  # the same two persistent workers
+    assert second_pids[0] != second_pids[1]
+    assert torch.all(second[0] == 7)
+    assert torch.all(second[1] == 9)
+    assert torch.equal(second[2:], uncached[2:])
 
 
 def test_spawned_workers_share_the_ram_cache(tmp_path: Path) -> None:
@@ -188,7 +206,11 @@ def test_datamodule_cache_matches_uncached_before_augmentation(
             left = np.asarray(a.loader(a.samples[i].image))
             right = np.asarray(b.loader(b.samples[i].image))
             np.testing.assert_array_equal(left, right)
-        assert torch.equal(a[0]["images"], b[0]["images"]) or split == "train"
+        # Same seed, same random augmentation (train): identical tensors.
+        torch.manual_seed(3)
+        plain_item = a[0]["images"]
+        torch.manual_seed(3)
+        assert torch.equal(plain_item, b[0]["images"])
     valid_a = next(iter(plain.val_dataloader()))["images"]
     valid_b = next(iter(cached.val_dataloader()))["images"]
     assert torch.equal(valid_a, valid_b)

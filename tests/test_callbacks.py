@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,10 +234,27 @@ def test_confusion_matrix_uses_the_validation_predictions(run: Run) -> None:
         assert saved["class_names"] == ["<empty>", "23", "7"]
 
 
+def load_best(run: Run) -> L.LightningModule:
+    """A fresh model holding ``best.ckpt``'s weights, in eval mode."""
+    checkpoint = torch.load(
+        run.out / "checkpoints/best.ckpt", map_location="cpu", weights_only=True
+    )
+    model = type(run.model)(**{**checkpoint["hyper_parameters"], "pretrained": False})
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
 def test_eval_confusion_matrices_match_the_final_evaluation(run: Run) -> None:
     test = json.loads((run.out / "eval/confusion_matrix_test.json").read_text())
-    assert np.asarray(test["matrix"]).sum() == len(run.datamodule.datasets["test"])
-    expected = run.model.last_confusion["test"].numpy()  # type: ignore[operator]
+    # Counted here from best.ckpt's own predictions on the test images.
+    dataset = run.datamodule.datasets["test"]
+    items = [dataset[i] for i in range(len(dataset))]
+    with torch.no_grad():
+        logits = load_best(run)(torch.stack([item["images"] for item in items]))
+    expected = np.zeros((3, 3), dtype=int)
+    for item, predicted in zip(items, logits.argmax(dim=1).tolist(), strict=True):
+        expected[int(item["labels"]), predicted] += 1
+    assert expected.sum() == 9
     assert test["matrix"] == expected.tolist()
 
 
@@ -353,14 +371,52 @@ def test_model_info(run: Run) -> None:
     assert info["size_mb"] == pytest.approx(info["params_total"] * 4 / 1e6, rel=0.01)
     assert info["input_shape"] == [1, 3, 24, 24]
     assert info["arch"] == "resnet18"
-    # Lightning's ModelSummary gives the figure counted directly on the network.
+    # Lightning's ModelSummary gives the figure counted directly on the network,
+    # and both equal the count by hand.
     counter = FlopCounterMode(display=False)
     network.eval()
     with torch.no_grad(), counter:
         network(torch.zeros(1, 3, 24, 24))
-    assert info["flops"] == counter.get_total_flops() > 0
+    assert info["flops"] == counter.get_total_flops()
+    assert info["flops"] == RESNET18_FLOPS_24PX_3_CLASSES
     assert info["gmacs"] == pytest.approx(info["flops"] / 2e9, abs=1e-4)
+
+
+def conv_flops(c_in: int, c_out: int, kernel: int, side: int) -> int:
+    """2 FLOPs per multiply-add of a convolution with a square output."""
+    return 2 * c_in * c_out * kernel * kernel * side * side
+
+
+# ResNet-18 on a 24 px input, by hand: the stem (7x7, stride 2) gives 12 px, the max
+# pool 6 px, then layers 1-4 run at 6, 3, 2 and 1 px; layers 2-4 open with a
+# strided 3x3 and a 1x1 shortcut. The head is a 512 x 3 matrix product.
+RESNET18_FLOPS_24PX_3_CLASSES = (
+    conv_flops(3, 64, 7, 12)
+    + 4 * conv_flops(64, 64, 3, 6)
+    + conv_flops(64, 128, 3, 3) + 3 * conv_flops(128, 128, 3, 3)
+    + conv_flops(64, 128, 1, 3)
+    + conv_flops(128, 256, 3, 2) + 3 * conv_flops(256, 256, 3, 2)
+    + conv_flops(128, 256, 1, 2)
+    + conv_flops(256, 512, 3, 1) + 3 * conv_flops(512, 512, 3, 1)
+    + conv_flops(256, 512, 1, 1)
+    + 2 * 512 * 3
+)  # fmt: skip
+
+
+def test_labels_mapping_of_the_run(run: Run) -> None:
     mapping = json.loads((run.out / "labels_mapping.json").read_text())
+    imagenet_mean, imagenet_std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    assert mapping == {
+        "format_version": 2,
+        "arch": "resnet18",
+        "class_names": ["", "23", "7"],  # sorted as strings
+        "image_size": 24,
+        "resize_mode": "squash",
+        "mean": imagenet_mean,
+        "std": imagenet_std,
+        "input_name": "input",
+        "output_name": "logits",
+    }
     assert mapping == run.datamodule.contract.to_json()
 
 
@@ -381,8 +437,13 @@ def test_sampler_distribution(run: Run) -> None:
     assert saved["expected_share"] == pytest.approx([1 / 3] * 3, abs=1e-5)
     assert [r["epoch"] for r in saved["epochs"]] == [0, 1]
     for record in saved["epochs"]:
-        assert sum(record["drawn"]) == 18
-        assert 0.0 <= record["p_value"] <= 1.0
+        drawn = record["drawn"]
+        assert sum(drawn) == 18
+        # Pearson chi-square against 6 expected draws per class; with 2 degrees of
+        # freedom the p-value is exp(-chi2 / 2).
+        chi2 = sum((o - 6) ** 2 / 6 for o in drawn)
+        assert record["chi2"] == pytest.approx(chi2, abs=1e-4)
+        assert record["p_value"] == pytest.approx(math.exp(-chi2 / 2), rel=1e-6)
 
 
 def test_drift_test_flags_only_real_drift() -> None:
@@ -431,7 +492,8 @@ def test_ema_counted_every_step(run: Run) -> None:
     assert int(last["averaging_state"]["n_averaged"]) == steps
     ema = run.get(EMACallback)
     assert ema.num_updates == steps
-    assert 0 < ema.current_decay < 0.9999
+    # The warm-up decay (1 + n) / (10 + n) after n = 6 updates.
+    assert ema.current_decay == pytest.approx(7 / 16)
     # validate/test(ckpt_path="best") afterwards scored best.ckpt's own (EMA)
     # weights and left the fit's average alone.
     best = torch.load(
@@ -470,14 +532,8 @@ def _onnx_logits(path: Path, images: np.ndarray) -> np.ndarray:
 def test_model_onnx_reproduces_the_best_checkpoint(run: Run) -> None:
     dataset = run.datamodule.datasets["valid"]
     images = torch.stack([dataset[i]["images"] for i in range(len(dataset))])
-    checkpoint = torch.load(
-        run.out / "checkpoints/best.ckpt", map_location="cpu", weights_only=True
-    )
-    model = type(run.model)(**{**checkpoint["hyper_parameters"], "pretrained": False})
-    model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
     with torch.no_grad():
-        expected = model(images).numpy()
+        expected = load_best(run)(images).numpy()
     got = _onnx_logits(run.out / "model.onnx", images.numpy())
     assert np.abs(got - expected).max() <= 1e-4
     assert (got.argmax(1) == expected.argmax(1)).all()
@@ -514,7 +570,6 @@ def test_export_cli_on_the_runs_checkpoint(
 def test_confusion_matrix_goes_to_wandb_when_it_logs(
     run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("wandb")
     from lightning.pytorch.loggers import WandbLogger
 
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -99,6 +99,31 @@ def test_full_decode_finds_what_the_header_pass_cannot(
     assert result["bad_images"] == 1
 
 
+def test_json_report_counts_blank_lines_in_line_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_clean_dataset(tmp_path / "d")
+    jsonl = root / "valid" / "annotations.jsonl"
+    rows = jsonl.read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 6
+    # Physical lines: 1-2 blank, 3-8 rows, 9 spaces, 10 bad label, 11 blank,
+    # 12 bad JSON.
+    bad_label = row("images/c0_0.png", 5)
+    jsonl.write_text(
+        "\n\n" + "\n".join(rows) + f"\n  \n{bad_label}\n\n{{broken\n",
+        encoding="utf-8",
+    )
+    code, result = run_json(root, capsys)
+    assert code == 1
+    assert [(p["where"], p["message"]) for p in result["problems"]] == [
+        (f"{jsonl}:10", "label 'suffix' must be a string, got int 5"),
+        (
+            f"{jsonl}:12",
+            "not valid JSON (Expecting property name enclosed in double quotes)",
+        ),
+    ]
+
+
 def test_unknown_eval_labels_are_warnings(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

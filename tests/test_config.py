@@ -53,10 +53,15 @@ def compose_root(name: str, tmp_path: Path, *overrides: str) -> DictConfig:
 @pytest.mark.parametrize("name", ROOT_CONFIGS)
 def test_root_config_composes_and_validates(name: str, tmp_path: Path) -> None:
     cfg = compose_root(name, tmp_path)
+    absent = object()
     for key in USER_KEYS:
-        assert OmegaConf.select(
-            cfg, key, throw_on_missing=False
-        ) is not None or key in ("model.weights_path",), key
+        value = OmegaConf.select(cfg, key, default=absent, throw_on_missing=False)
+        assert value is not absent, f"{key} is not in the composed config"
+        if key == "model.weights_path":
+            assert value is None, key  # present, off by default
+        else:
+            assert value is not None, key
+    assert OmegaConf.select(cfg, "model.no_such_key", default=absent) is absent
     data = OmegaConf.to_container(cfg.data, resolve=True)
     assert isinstance(data, dict)
     data["transforms"] = OmegaConf.to_container(cfg.transforms)

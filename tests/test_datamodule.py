@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -57,10 +58,24 @@ def test_batches_have_configured_size_and_dtype(jsonl_root: Path) -> None:
     assert val["images"].shape[1:] == (3, 20, 20)
 
 
-def test_eval_transform_is_deterministic_and_train_is_random(jsonl_root: Path) -> None:
+def test_eval_transform_is_the_documented_preprocessing_and_train_is_random(
+    jsonl_root: Path,
+) -> None:
     dm = make_dm(jsonl_root)
     val = dm.datasets["valid"]
-    assert torch.equal(val[0]["images"], val[0]["images"])
+    # Computed here from the documented recipe: RGB, bilinear resize of the whole
+    # crop, scale to [0, 1], ImageNet mean/std, CHW.
+    for index in (0, 3):
+        sample = val.samples[index]
+        with Image.open(sample.image) as image:
+            resized = image.convert("RGB").resize((16, 16), Image.Resampling.BILINEAR)
+        pixels = np.asarray(resized, dtype=np.float32) / 255.0
+        mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+        std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+        expected = torch.from_numpy(((pixels - mean) / std).transpose(2, 0, 1))
+        item = val[index]
+        torch.testing.assert_close(item["images"], expected, atol=1e-5, rtol=0)
+        assert item["labels"] == dm.class_names.index(sample.label)
     train = dm.datasets["train"]
     assert not torch.equal(train[0]["images"], train[0]["images"])
 

@@ -198,12 +198,34 @@ def test_onnx_path_runs_without_torch(color_model: Path, tmp_path: Path) -> None
 def test_choose_provider() -> None:
     assert choose_provider("CPUExecutionProvider") == "CPUExecutionProvider"
     assert choose_provider("cpu") == "CPUExecutionProvider"
-    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    assert choose_provider() == (
-        "CUDAExecutionProvider" if cuda else "CPUExecutionProvider"
-    )
+    assert choose_provider() in ort.get_available_providers()
     with pytest.raises(ModelLoadError, match="not available"):
         choose_provider("nonexistent")
+
+
+@pytest.mark.parametrize(
+    ("installed", "chosen"),
+    [
+        # onnxruntime-gpu lists TensorRT first: CUDA is still preferred.
+        (
+            [
+                "TensorrtExecutionProvider",
+                "CUDAExecutionProvider",
+                "CPUExecutionProvider",
+            ],
+            "CUDAExecutionProvider",
+        ),
+        (["AzureExecutionProvider", "CPUExecutionProvider"], "CPUExecutionProvider"),
+        (["CoreMLExecutionProvider"], "CoreMLExecutionProvider"),
+    ],
+)
+def test_choose_provider_prefers_cuda_then_cpu(
+    installed: list[str], chosen: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Other onnxruntime builds cannot be installed side by side: their provider
+    # lists are given here.
+    monkeypatch.setattr(ort, "get_available_providers", lambda: installed)
+    assert choose_provider() == chosen
 
 
 def test_evaluated_onnx_matches_training_test_accuracy(
@@ -216,9 +238,11 @@ def test_evaluated_onnx_matches_training_test_accuracy(
     )
     test_metrics = trained_run.metrics["test"]
     assert isinstance(test_metrics, dict)
-    reported = test_metrics["acc_top1"]
     assert len(evaluation.samples) == 12
-    assert abs(evaluation.metrics()["top1"] - reported) <= 0.001
+    computed = evaluation.metrics()
+    assert abs(computed["top1"] - test_metrics["acc_top1"]) <= 0.001
+    assert computed["top5_k"] == 3
+    assert computed["top5"] == test_metrics["acc_top5"] == 1.0
 
 
 # -- loading errors ------------------------------------------------------------------

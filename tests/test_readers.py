@@ -9,6 +9,7 @@ import pytest
 
 from classifier_training.core.readers import (
     DataError,
+    Problem,
     build_class_to_idx,
     detect_layout,
     display_name,
@@ -52,10 +53,30 @@ def test_one_image_in_several_rows_gives_several_samples(tmp_path: Path) -> None
     assert len({s.image for s in samples}) == 1
 
 
-def test_blank_lines_are_ignored(tmp_path: Path) -> None:
+def test_blank_lines_are_ignored_but_counted(tmp_path: Path) -> None:
     jsonl = write_jsonl_split(tmp_path / "train", ["1"], 2)
-    jsonl.write_text(jsonl.read_text().replace("\n", "\n\n"))
-    assert len(read_split(tmp_path / "train")) == 2
+    first, second = jsonl.read_text().splitlines()
+    # Physical lines: 1 blank, 2 row, 3 whitespace only, 4 blank, 5 row.
+    jsonl.write_text(f"\n{first}\n  \t\n\n{second}\n\n")
+    samples = read_split(tmp_path / "train")
+    assert [s.line for s in samples] == [2, 5]
+    assert samples[1].where == f"{jsonl}:5"
+
+
+def test_bad_row_after_blank_lines_gets_its_physical_line_number(
+    tmp_path: Path,
+) -> None:
+    jsonl = write_jsonl_split(tmp_path / "train", ["1"], 2)
+    first, second = jsonl.read_text().splitlines()
+    jsonl.write_text(f"{first}\n\n\n{second}\n   \n{{oops\n")
+    with pytest.raises(DataError) as info:
+        read_split(tmp_path / "train")
+    assert str(info.value).startswith(f"{jsonl}:6: not valid JSON")
+    problems: list[Problem] = []
+    assert [s.line for s in read_split(tmp_path / "train", problems)] == [1, 4]
+    assert [(p.where, p.message[:14]) for p in problems] == [
+        (f"{jsonl}:6", "not valid JSON")
+    ]
 
 
 def test_folder_layout_is_detected_and_read(folder_root: Path) -> None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import numpy as np
+import PIL
 import pytest
-from PIL import Image
+from PIL import Image, features
 
 import classifier_training.synthetic as synthetic_pkg
+from classifier_training.core.errors import ClassifierError
 from classifier_training.synthetic import (
     DEFAULT_CLASSES,
     SPLITS,
@@ -23,7 +29,13 @@ from classifier_training.synthetic import (
     parse_class_spec,
     render_sample,
 )
-from classifier_training.synthetic.cli import main
+from classifier_training.synthetic.cli import build_parser, main
+from classifier_training.synthetic.geometry import (
+    Pose,
+    number_matrix,
+    perspective_coeffs,
+    place_in_box,
+)
 
 CLASSES = ("3", "7", "23", "")
 PER_CLASS = 4
@@ -228,6 +240,40 @@ def test_byte_identical_across_runs_and_workers(tmp_path: Path) -> None:
     assert files_d["train/images/7_00000.jpg"] != files_a["train/images/7_00000.jpg"]
 
 
+def _rendering_stack() -> str:
+    """Versions of everything that shapes the bytes besides our own code."""
+    return (
+        f"numpy={np.__version__} pillow={PIL.__version__} "
+        f"libjpeg={features.version('jpg')} freetype={features.version('freetype2')} "
+        f"matplotlib={matplotlib.__version__}"
+    )
+
+
+# Digest of the tiny dataset below, per library stack. Recorded with the code
+# before synthetic/ was split into modules, so the refactor provably changed no
+# byte. A renderer change that alters images must bump GENERATOR_VERSION and
+# re-record; a new library stack may add its own line.
+_GOLDEN_DIGESTS = {
+    "numpy=1.26.4 pillow=13.0.0 libjpeg=6.2 freetype=2.14.3 matplotlib=3.11.2": (
+        "9f808a27575b8ec669580ce8affad5fe9c897a69e94324c3e217153a514a9625"
+    ),
+}
+
+
+def test_pinned_digest_of_tiny_dataset(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    generate_dataset(
+        _config(out, per_class=2, seed=5, classes=("7", "23", ""), workers=1)
+    )
+    digest = hashlib.sha256()
+    for name, data in _file_bytes(out).items():
+        digest.update(Path(name).as_posix().encode() + b"\0" + data)
+    stack = _rendering_stack()
+    if stack not in _GOLDEN_DIGESTS:
+        pytest.skip(f"no digest recorded for {stack}; got {digest.hexdigest()}")
+    assert digest.hexdigest() == _GOLDEN_DIGESTS[stack]
+
+
 def test_class_subset_renders_same_images(
     tmp_path: Path, dataset: tuple[Path, dict[str, int]]
 ) -> None:
@@ -272,7 +318,7 @@ def test_refuses_non_empty_dir_without_overwrite(
     with pytest.raises(SynthError, match="--overwrite"):
         generate_dataset(_config(out))
     argv = ["--out", str(out), "--per-class", "3", "--classes", "1", "--workers", "1"]
-    assert main(argv) == 1
+    assert main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main([*argv, "--overwrite", "--quiet"]) == 0
     assert (out / ".complete").is_file()
@@ -299,6 +345,57 @@ def test_interrupted_or_changed_dataset_is_refused(tmp_path: Path) -> None:
     assert dataset_is_complete(_config(out, classes=("2",)))
 
 
+def test_overwrite_removes_stale_temporary_files(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    out.mkdir()
+    stale = [
+        out / ".synth_config.k3j2.tmp.json",  # core.io temp names
+        out / "..complete.x9q1.tmp",
+        out / "synth_config.json.tmp",  # names used by earlier releases
+        out / ".complete.tmp",
+    ]
+    for path in stale:
+        path.write_text("{", encoding="utf-8")
+    (out / "notes.txt").write_text("keep me", encoding="utf-8")
+    generate_dataset(_config(out, classes=("1",), overwrite=True))
+    assert not [p for p in stale if p.exists()]
+    assert (out / "notes.txt").is_file()
+    assert dataset_is_complete(_config(out, classes=("1",)))
+
+
+def test_synth_error_is_a_project_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(ClassifierError, match="not a directory"):
+        generate_dataset(_config(tmp_path / "file"))
+
+
+# ------------------------------------------------------------------- geometry
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_placed_number_stays_inside_its_box(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    pose = Pose(
+        condense=rng.uniform(0.5, 1.2),
+        angle_rad=rng.uniform(-0.6, 0.6),
+        tilt_x=rng.uniform(-0.3, 0.3),
+        tilt_y=rng.uniform(-0.15, 0.15),
+    )
+    width, height = 80.0, 120.0  # larger than the box: must be shrunk
+    box = (10.0, 5.0, 60.0, 70.0)
+    m = place_in_box(rng, number_matrix(pose, width, height), width, height, box)
+    # PIL's coefficients map output pixels back: invert them by hand to check.
+    a, b, c, d, e, f, g, h = perspective_coeffs(m)
+    for x, y in ((0.0, 0.0), (width, 0.0), (width, height), (0.0, height)):
+        z = m[6] * x + m[7] * y + m[8]
+        u, v = (m[0] * x + m[1] * y + m[2]) / z, (m[3] * x + m[4] * y + m[5]) / z
+        assert box[0] - 1e-6 <= u <= box[2] + 1e-6
+        assert box[1] - 1e-6 <= v <= box[3] + 1e-6
+        back = g * u + h * v + 1.0
+        assert (a * u + b * v + c) / back == pytest.approx(x, abs=1e-6)
+        assert (d * u + e * v + f) / back == pytest.approx(y, abs=1e-6)
+
+
 # ------------------------------------------------------------------------ CLI
 
 
@@ -310,6 +407,19 @@ def test_cli_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     for option in ("--out", "--per-class", "--seed", "--image-size", "--classes"):
         assert option in text
     assert "empty" in text
+
+
+def test_cli_defaults_come_from_config() -> None:
+    args = build_parser().parse_args(["--out", "x"])
+    config = SynthConfig(out_dir=Path("x"))
+    for name in ("per_class", "seed", "image_size", "classes", "workers", "overwrite"):
+        assert getattr(args, name) == getattr(config, name), name
+    names = {f.name for f in fields(SynthConfig)}
+    assert set(vars(args)) - {"out", "quiet"} <= names
+    text = " ".join(build_parser().format_help().split())
+    lo, hi = config.aspect_range
+    assert f"between {lo} and {hi} times" in text
+    assert f"round({config.eval_fraction} * N)" in text
 
 
 def test_cli_rejects_bad_class_spec(capsys: pytest.CaptureFixture[str]) -> None:

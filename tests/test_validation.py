@@ -78,17 +78,21 @@ def make_bad_images(images: Path) -> dict[str, str]:
     data = (images / "cut.jpg").read_bytes()
     (images / "cut.jpg").write_bytes(data[: len(data) // 2])
     good_png = (images / "c0_0.png").read_bytes()
-    (images / "cut.png").write_bytes(good_png[: len(good_png) // 2])
+    # Cut in the middle of the pixel data (IDAT): header intact, stream ends early.
+    idat = good_png.index(b"IDAT")
+    idat_length = int.from_bytes(good_png[idat - 4 : idat], "big")
+    (images / "cut.png").write_bytes(good_png[: idat + 4 + idat_length // 2])
     (images / "corrupt.png").write_bytes(good_png[:33] + b"\x00" * 200)
     write_png_header(images / "bomb.png", 50_000, 50_000)
+    # Each message as reported, up to where the decoder's own wording starts.
     return {
         "missing.png": "image file not found",
         "empty.png": "empty image file (0 bytes)",
-        "notes.png": "not an image",
-        "cut.jpg": "truncated image",
-        "cut.png": "image",  # truncated or corrupt, depending on where it ends
-        "corrupt.png": "corrupt image",
-        "bomb.png": "possible decompression bomb",
+        "notes.png": "not an image (unrecognised file format)",
+        "cut.jpg": "truncated image (image file is truncated",
+        "cut.png": "truncated image (image file is truncated)",
+        "corrupt.png": "corrupt image (header cannot be parsed)",
+        "bomb.png": "possible decompression bomb (",
     }
 
 
@@ -105,7 +109,7 @@ def test_every_image_problem_is_reported_with_its_line(jsonl_root: Path) -> None
     for offset, (name, message) in enumerate(expected.items()):
         where = f"{jsonl}:{first + offset}: {train / 'images' / name}: "
         (line,) = [line for line in lines if line.startswith(where)]
-        assert message in line
+        assert line.removeprefix(where).startswith(message), line
 
 
 def test_paths_escaping_the_split_are_refused_never_read(jsonl_root: Path) -> None:
@@ -135,6 +139,28 @@ def test_all_problems_at_once_and_bad_rows_skipped_when_collecting(
     # Other callers keep the raising behaviour.
     with pytest.raises(DataError, match=f"{jsonl}:19: not valid JSON"):
         read_split(jsonl_root / "train")
+
+
+def test_blank_lines_count_in_the_reported_line_numbers(jsonl_root: Path) -> None:
+    train = jsonl_root / "train"
+    jsonl = train / "annotations.jsonl"
+    rows = jsonl.read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 18
+    # Physical lines: 1 blank, 2-19 rows, 20 blank, 21 spaces, 22 bad JSON,
+    # 23 blank, 24 a row whose image is missing.
+    jsonl.write_text(
+        "\n" + "\n".join(rows) + "\n\n  \n{oops\n\n" + row("images/nope.png") + "\n",
+        encoding="utf-8",
+    )
+    report = validate_dataset(jsonl_root)
+    assert [str(p) for p in report.errors] == [
+        f"{jsonl}:22: not valid JSON (Expecting property name enclosed in double "
+        "quotes)",
+        f"{jsonl}:24: {train / 'images' / 'nope.png'}: image file not found",
+    ]
+    text = setup_error(jsonl_root)
+    assert f"\n{jsonl}:22: not valid JSON" in text
+    assert f"\n{jsonl}:24: {train / 'images' / 'nope.png'}: image file" in text
 
 
 def test_folder_layout_problem_names_the_image(folder_root: Path) -> None:

@@ -9,14 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from classifier_training.synthetic.generator import (
-    DEFAULT_CLASSES,
+from classifier_training.core.errors import USER_ERROR_EXIT_CODE
+from classifier_training.synthetic.classes import parse_class_spec
+from classifier_training.synthetic.config import (
     SynthConfig,
     SynthError,
     default_workers,
-    generate_dataset,
-    parse_class_spec,
 )
+from classifier_training.synthetic.writer import generate_dataset
 
 _DESCRIPTION = """\
 Render a synthetic jersey-number classification dataset: crops of the back of a
@@ -68,10 +68,13 @@ def _class_spec(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser for ``classifier-synth``.
 
+    Every default is read from :class:`SynthConfig`, the one place it is set.
+
     Returns:
         The configured parser.
     """
     defaults = SynthConfig(out_dir=Path("."))
+    aspect_lo, aspect_hi = defaults.aspect_range
     parser = argparse.ArgumentParser(
         prog="classifier-synth",
         description=_DESCRIPTION,
@@ -87,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=(
             "training images per class (default: %(default)s); valid and test get "
-            "max(2, round(0.2 * N)) each"
+            f"max({defaults.min_eval_per_class}, "
+            f"round({defaults.eval_fraction} * N)) each"
         ),
     )
     parser.add_argument(
@@ -103,21 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.image_size,
         metavar="PX",
         help=(
-            "crop height in pixels; width varies between 0.75 and 1.0 times it "
-            "(default: %(default)s)"
+            f"crop height in pixels; width varies between {aspect_lo} and "
+            f"{aspect_hi} times it (default: %(default)s)"
         ),
     )
     parser.add_argument(
         "--classes",
         type=_class_spec,
-        default=DEFAULT_CLASSES,
+        default=defaults.classes,
         metavar="SPEC",
         help=_CLASSES_HELP,
     )
     parser.add_argument(
         "--workers",
         type=_positive_int,
-        default=None,
+        default=defaults.workers,
         metavar="K",
         help=(
             "worker processes (default: min(2, CPU count) = "
@@ -127,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite",
         action="store_true",
+        default=defaults.overwrite,
         help=(
             "replace an incomplete or differently-configured dataset in DIR "
             "(only files this tool writes are removed)"
@@ -143,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         argv: Command-line arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        Process exit status: 0 on success, 1 if the dataset could not be written.
-        Invalid arguments exit with status 2 (argparse).
+        Process exit status: 0 on success, ``USER_ERROR_EXIT_CODE`` (2, like every
+        command of the project and argparse) if the dataset could not be written.
     """
     args = build_parser().parse_args(argv)
 
@@ -165,5 +170,5 @@ def main(argv: list[str] | None = None) -> int:
         generate_dataset(config, log=log)
     except (SynthError, ValueError, OSError) as exc:
         print(f"classifier-synth: error: {exc}", file=sys.stderr)
-        return 1
+        return USER_ERROR_EXIT_CODE
     return 0

@@ -1,0 +1,283 @@
+"""Render one crop: a jersey back with a number (or none), shaded, blurred, noisy.
+
+Each image has its own random generator seeded with ``(seed, split, class,
+index)``, so an image does not depend on which other images are rendered, in
+which process or in which order. The draws happen in a fixed order; any change
+to it alters the images and must bump ``GENERATOR_VERSION``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from classifier_training.synthetic.classes import normalise_classes
+from classifier_training.synthetic.colors import (
+    EDGE_COLORS,
+    PALETTE,
+    Color,
+    jitter,
+    outline_candidates,
+    pick,
+    pick_contrasting,
+)
+from classifier_training.synthetic.config import SPLITS, SynthConfig
+from classifier_training.synthetic.fonts import (
+    REF_FONT_SIZE,
+    find_fonts,
+    text_extent,
+    text_masks,
+)
+from classifier_training.synthetic.geometry import (
+    Pose,
+    fit_scale,
+    number_matrix,
+    perspective_coeffs,
+    place_in_box,
+)
+from classifier_training.synthetic.texture import (
+    STRIPE_STYLES,
+    brightness_field,
+    draw_logo,
+    draw_stripes,
+)
+
+__all__ = ["Metadata", "render_crop", "render_sample"]
+
+Metadata = dict[str, str | bool]
+"""Per-image description stored in ``annotations.jsonl`` (colour names, font...)."""
+
+_SPLIT_IDS: dict[str, int] = {name: i for i, name in enumerate(SPLITS)}
+
+
+def _image_rng(seed: int, split: str, label: str, index: int) -> np.random.Generator:
+    class_key = 0 if label == "" else int(label) + 1
+    return np.random.default_rng([seed, _SPLIT_IDS[split], class_key, index])
+
+
+def _stripe_color(
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    style: str,
+    jersey: Color,
+    avoid: tuple[str, str],
+) -> Color:
+    """Stripe colour: a tint of the jersey for pinstripes, else a third colour."""
+    names = list(PALETTE)
+    if style == "pinstripe":
+        other = np.array(PALETTE[pick(rng, names)], dtype=np.float64)
+        mix = rng.uniform(0.15, 0.3)
+        blend = (1 - mix) * np.array(jersey, dtype=np.float64) + mix * other
+        r, g, b = (int(np.rint(v)) for v in blend)
+        return (r, g, b)
+    stripe_name = pick(rng, [n for n in names if n not in avoid])
+    return jitter(rng, PALETTE[stripe_name], cfg.color_jitter)
+
+
+def _jersey(
+    rng: np.random.Generator, cfg: SynthConfig, size: tuple[int, int]
+) -> tuple[Image.Image, list[float], Metadata, str]:
+    """Jersey colour, stripes and an optional background band at one side.
+
+    Returns:
+        The supersampled image, the free box for the number, the metadata so far
+        and the palette name chosen for the number.
+    """
+    w, h = size
+    jersey_name = pick(rng, list(PALETTE))
+    jersey = jitter(rng, PALETTE[jersey_name], cfg.color_jitter)
+    number_name = pick_contrasting(rng, jersey_name, cfg.min_contrast)
+    img = Image.new("RGB", (w, h), jersey)
+    draw = ImageDraw.Draw(img)
+
+    stripes = "none"
+    if rng.random() < cfg.stripe_prob:
+        stripes = pick(rng, STRIPE_STYLES)
+        avoid = (jersey_name, number_name)
+        color = _stripe_color(rng, cfg, stripes, jersey, avoid)
+        draw_stripes(draw, rng, stripes, color, (w, h))
+
+    # Free area for the number; a background band may occupy one side.
+    margin = cfg.margin_frac * min(w, h) + cfg.supersample
+    box = [margin, margin, w - margin, h - margin]
+    edge = "none"
+    if rng.random() < cfg.edge_prob:
+        edge = "left" if rng.random() < 0.5 else "right"
+        band = rng.uniform(*cfg.edge_width_range) * w
+        edge_color = jitter(rng, pick(rng, EDGE_COLORS), cfg.color_jitter)
+        if edge == "left":
+            draw.rectangle((0, 0, band, h), fill=edge_color)
+            box[0] += band
+        else:
+            draw.rectangle((w - band, 0, w, h), fill=edge_color)
+            box[2] -= band
+
+    meta: Metadata = {
+        "font": "none",
+        "jersey_color": jersey_name,
+        "number_color": "none",
+        "outline": False,
+        "outline_color": "none",
+        "stripes": stripes,
+        "edge": edge,
+        "logo": False,
+    }
+    return img, box, meta, number_name
+
+
+def _draw_number(
+    img: Image.Image,
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    fonts: Mapping[str, str],
+    label: str,
+    colors: tuple[str, str],
+    box: Sequence[float],
+) -> Metadata:
+    """Draw ``label`` onto ``img`` fully inside ``box`` (x0, y0, x1, y1).
+
+    ``colors`` is ``(jersey, number)`` by palette name; returns the metadata of
+    the number (font and colours).
+    """
+    jersey_name, number_name = colors
+    w, h = img.size
+    font_name = pick(rng, list(fonts))
+    path = fonts[font_name]
+    outline = bool(rng.random() < cfg.outline_prob)
+    if outline:
+        stroke_frac = rng.uniform(*cfg.outline_width_range)
+        outline_name = pick(rng, outline_candidates(number_name, jersey_name))
+    else:
+        is_bold = "Bol" in font_name
+        stroke_frac = 0.0 if is_bold else cfg.faux_bold_width
+        outline_name = number_name
+    number_color = jitter(rng, PALETTE[number_name], cfg.color_jitter)
+    outline_color = (
+        jitter(rng, PALETTE[outline_name], cfg.color_jitter)
+        if outline
+        else number_color
+    )
+    pose = Pose(
+        condense=rng.uniform(*cfg.condense_range),
+        angle_rad=math.radians(
+            rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg)
+        ),
+        tilt_x=rng.uniform(-cfg.perspective, cfg.perspective),
+        tilt_y=rng.uniform(-cfg.perspective, cfg.perspective) * 0.5,
+    )
+    target_h = rng.uniform(*cfg.digit_height_range) * h
+    # Size from the reference-size extent, shrunk until the posed number fits.
+    ref_w, ref_h = text_extent(path, label, round(REF_FONT_SIZE * stroke_frac))
+    scale = target_h / ref_h
+    fit = fit_scale(
+        number_matrix(pose, ref_w * scale, target_h), ref_w * scale, target_h, box
+    )
+    size = max(6, int(REF_FONT_SIZE * scale * min(1.0, fit)))
+    stroke = round(size * stroke_frac)
+    if outline:
+        stroke = max(stroke, 1)
+    full, inner = text_masks(path, label, size, stroke, outline)
+    tw, th = full.size
+    m = place_in_box(rng, number_matrix(pose, tw, th), tw, th, box)
+    coeffs = perspective_coeffs(m)
+    warp = Image.Transform.PERSPECTIVE
+    bicubic = Image.Resampling.BICUBIC
+    full_mask = full.transform((w, h), warp, coeffs, bicubic)
+    img.paste(outline_color, (0, 0, w, h), full_mask)
+    if inner is not None:
+        img.paste(
+            number_color, (0, 0, w, h), inner.transform((w, h), warp, coeffs, bicubic)
+        )
+    return {
+        "font": font_name,
+        "number_color": number_name,
+        "outline": outline,
+        "outline_color": outline_name if outline else "none",
+    }
+
+
+def _finish(
+    rng: np.random.Generator, cfg: SynthConfig, img: Image.Image
+) -> tuple[Image.Image, int]:
+    """Downsample, blur, shade, add noise and draw the JPEG quality."""
+    if cfg.supersample > 1:
+        img = img.reduce(cfg.supersample)
+    out_w, out_h = img.size
+    radius = rng.uniform(*cfg.blur_radius_range) * out_h / 64.0
+    if radius > 0.05:
+        img = img.filter(ImageFilter.GaussianBlur(radius))
+    # Fabric shading (smooth, so applying it after blurring is equivalent) + noise.
+    shade = brightness_field(rng, cfg, out_w, out_h)
+    arr = np.asarray(img, dtype=np.float32) * shade[:, :, None]
+    noise_std = rng.uniform(*cfg.noise_std_range)
+    arr += np.float32(noise_std) * rng.standard_normal(arr.shape, dtype=np.float32)
+    arr += 0.5
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+    quality = int(
+        rng.integers(cfg.jpeg_quality_range[0], cfg.jpeg_quality_range[1] + 1)
+    )
+    return img, quality
+
+
+def render_crop(
+    cfg: SynthConfig, fonts: Mapping[str, str], split: str, label: str, index: int
+) -> tuple[Image.Image, int, Metadata]:
+    """Render one crop, deterministically from ``(cfg.seed, split, label, index)``.
+
+    Args:
+        cfg: Generation settings.
+        fonts: Mapping ``stem -> font path`` (see :func:`find_fonts`).
+        split: One of :data:`SPLITS`.
+        label: Class label, ``"0"`` .. ``"99"`` or ``""``.
+        index: Image index within its class and split.
+
+    Returns:
+        The final RGB image, the JPEG quality to save it with, and its metadata.
+    """
+    rng = _image_rng(cfg.seed, split, label, index)
+    ss = cfg.supersample
+    out_h = cfg.image_size
+    out_w = max(8, round(out_h * rng.uniform(*cfg.aspect_range)))
+    w, h = out_w * ss, out_h * ss
+    img, box, meta, number_name = _jersey(rng, cfg, (w, h))
+    jersey_name = str(meta["jersey_color"])
+    if label:
+        colors = (jersey_name, number_name)
+        meta.update(_draw_number(img, rng, cfg, fonts, label, colors, box))
+    elif rng.random() < cfg.logo_prob:
+        logo_name = pick_contrasting(rng, jersey_name, 1.5)
+        logo_color = jitter(rng, PALETTE[logo_name], cfg.color_jitter)
+        draw_logo(ImageDraw.Draw(img), rng, cfg, logo_color, (w, h))
+        meta["logo"] = True
+    img, quality = _finish(rng, cfg, img)
+    return img, quality, meta
+
+
+def render_sample(
+    config: SynthConfig, label: str, *, split: str = "train", index: int = 0
+) -> tuple[Image.Image, Metadata]:
+    """Render a single sample in memory (before JPEG encoding).
+
+    Useful for previews and contact sheets; :func:`generate_dataset` writes the
+    same image (JPEG-compressed) to ``<split>/images/<stem>_<index>.jpg``.
+
+    Args:
+        config: Generation settings (``out_dir`` is ignored).
+        label: Class label, ``"0"`` .. ``"99"`` or ``""``.
+        split: One of :data:`SPLITS`.
+        index: Image index within its class and split.
+
+    Returns:
+        The RGB image and its metadata.
+
+    Raises:
+        ValueError: If ``label`` or ``split`` is invalid.
+    """
+    if split not in _SPLIT_IDS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    normalise_classes([label])
+    image, _, meta = render_crop(config, find_fonts(config.fonts), split, label, index)
+    return image, meta
