@@ -352,7 +352,7 @@ def test_overwrite_removes_stale_temporary_files(tmp_path: Path) -> None:
     out = tmp_path / "data"
     out.mkdir()
     stale = [
-        out / ".synth_config.k3j2.tmp.json",  # utils.io temp names
+        out / ".synth_config.k3j2.tmp.json",  # core.io temp names
         out / "..complete.x9q1.tmp",
         out / "synth_config.json.tmp",  # names used by earlier releases
         out / ".complete.tmp",

@@ -19,7 +19,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from loguru import logger
@@ -29,12 +29,11 @@ from rich.table import Table
 
 import classifier_training.models  # noqa: F401  (registers model configs)
 from classifier_training.config import load_data_config
+from classifier_training.core.io import atomic_write_json
+from classifier_training.core.readers import DataError
 from classifier_training.data.datamodule import ImageFolderDataModule
-from classifier_training.data.readers import DataError
-from classifier_training.labels_mapping import write_labels_mapping
 from classifier_training.models.base import BaseClassificationModel
 from classifier_training.models.resnet import WeightsError
-from classifier_training.utils.io import atomic_write_json
 
 METRICS_FILE = "metrics.json"
 
@@ -49,7 +48,8 @@ def build_datamodule(cfg: DictConfig) -> ImageFolderDataModule:
     assert isinstance(values, dict)
     values["transforms"] = OmegaConf.to_container(cfg.transforms, resolve=True)
     datamodule = ImageFolderDataModule(
-        load_data_config({str(k): v for k, v in values.items()})
+        load_data_config({str(k): v for k, v in values.items()}),
+        arch=cfg.model.get("arch") or get_class(cfg.model._target_).arch,  # type: ignore[attr-defined]
     )
     datamodule.setup("fit")
     return datamodule
@@ -182,9 +182,6 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule)
-    write_labels_mapping(
-        output_dir / "labels_mapping.json", datamodule.class_to_idx, datamodule.config
-    )
     callbacks = build_callbacks(cfg)
     checkpoint = find_checkpoint_callback(callbacks)
     refuse_foreign_checkpoints(checkpoint, cfg.get("ckpt_path"))

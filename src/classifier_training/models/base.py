@@ -20,7 +20,7 @@ from torch.optim.lr_scheduler import (
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from classifier_training.data.readers import display_name
+from classifier_training.core.readers import display_name
 from classifier_training.types import ClassificationBatch
 
 WARMUP_START_FACTOR = 0.01

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from classifier_training.core.io import atomic_write_text
 from classifier_training.synthetic.classes import label_to_stem
 from classifier_training.synthetic.config import (
     DEGRADED_SPLIT,
@@ -37,7 +38,6 @@ from classifier_training.synthetic.render import (
     fonts_for_split,
     render_crop,
 )
-from classifier_training.utils.io import atomic_write_text
 
 __all__ = [
     "ANNOTATIONS_NAME",
@@ -56,7 +56,7 @@ IMAGES_DIRNAME = "images"
 PREFIX = "jersey number"
 """The ``prefix`` of every annotation row (the task the label answers)."""
 
-# Temporary files a killed run may leave at the top level: utils.io's
+# Temporary files a killed run may leave at the top level: core.io's
 # (".<stem>.<random>.tmp<suffix>") and those of earlier releases ("<name>.tmp").
 _STALE_TMP_PATTERNS = (
     f".{Path(CONFIG_NAME).stem}.*.tmp.json",

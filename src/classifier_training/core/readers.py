@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from classifier_training.core.errors import ClassifierError
+
 ANNOTATION_FILE = "annotations.jsonl"
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -32,7 +34,7 @@ EMPTY_LABEL_NAME = "<empty>"
 Layout = Literal["jsonl", "folder"]
 
 
-class DataError(ValueError):
+class DataError(ClassifierError, ValueError):
     """Bad input data: the message names the file (and line) and what is wrong."""
 
 
