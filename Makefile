@@ -17,7 +17,7 @@ DATA_ROOT ?=
 help:
 	@echo "make setup      create $(VENV) and install the package with dev tools"
 	@echo "make train      generate the synthetic dataset (once) and train the demo on CPU"
-	@echo "make test       ruff, ruff format --check, mypy --strict, pytest"
+	@echo "make test       ruff, ruff format --check, mypy --strict, lint-imports, pytest"
 	@echo "make train-local DATA_ROOT=DIR   your data, CPU recipe"
 	@echo "make train-gpu DATA_ROOT=DIR     your data, GPU recipe (224 px, bf16, pretrained)"
 	@echo "make check-data DATA_ROOT=DIR    audit a dataset (classifier-check-data)"
@@ -65,6 +65,7 @@ check-data: require-data-root $(VENV)/.installed
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
@@ -86,6 +87,7 @@ test: $(VENV)/.installed-dev lint-docker
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy src
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-dev

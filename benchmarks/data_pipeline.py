@@ -93,7 +93,7 @@ def ours(
         pin_memory=False,
     )
     started = time.perf_counter()
-    dm = ImageFolderDataModule(config)
+    dm = ImageFolderDataModule(config, arch="resnet18")
     dm.setup("fit")
     build = time.perf_counter() - started
     return time_loader(dm.train_dataloader()), build

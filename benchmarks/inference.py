@@ -42,7 +42,13 @@ from rich.table import Table
 from torch import nn
 from torchvision import models as tv_models
 
-from classifier_training.export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from classifier_training.config import IMAGENET_MEAN, IMAGENET_STD
+from classifier_training.core.contract import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    DeploymentContract,
+)
+from classifier_training.export import export_onnx
 from classifier_training.inference.onnx_classifier import session_options
 
 TARGET_RATIO = 2.5
@@ -165,7 +171,15 @@ def main(argv: list[str] | None = None) -> int:
             network = tv_models.resnet18(weights=None, num_classes=args.num_classes)
             network.eval()
             onnx_path = Path(tmp) / f"resnet18_{size}.onnx"
-            export_onnx(network, size, onnx_path)  # the project's export, verified
+            contract = DeploymentContract(
+                arch="resnet18",
+                class_names=tuple(str(i) for i in range(args.num_classes)),
+                image_size=size,
+                resize_mode="squash",
+                mean=IMAGENET_MEAN,
+                std=IMAGENET_STD,
+            )
+            export_onnx(network, contract, onnx_path)  # the project's export, verified
             one = rng.standard_normal((1, 3, size, size), dtype=np.float32)
             many = rng.standard_normal((args.batch, 3, size, size), dtype=np.float32)
             session = ort_session(onnx_path, args.threads)

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from classifier_training.config import DataModuleConfig
+from classifier_training.config import IMAGENET_MEAN, IMAGENET_STD
+from classifier_training.core.contract import DeploymentContract, write_labels_mapping
 from classifier_training.export import export_onnx
-from classifier_training.labels_mapping import write_labels_mapping
 from tests.helpers import class_image, make_jsonl_dataset, run_train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,13 +78,23 @@ COLOR_INDEX = {"red": 0, "green": 1, "blue": 2}
 
 def build_color_model(folder: Path) -> Path:
     """``model.onnx`` + ``labels_mapping.json`` of :class:`ChannelArgmax`."""
-    config = DataModuleConfig(data_root=folder, image_size=IMAGE_SIZE)
-    write_labels_mapping(
-        folder, {name: i for i, name in enumerate(COLOR_CLASSES)}, config
-    )
+    contract = color_contract()
+    write_labels_mapping(contract, folder)
     path = folder / "model.onnx"
-    export_onnx(ChannelArgmax(), IMAGE_SIZE, path)
+    export_onnx(ChannelArgmax(), contract, path)
     return path
+
+
+def color_contract() -> DeploymentContract:
+    """The contract of :class:`ChannelArgmax` (no torchvision architecture)."""
+    return DeploymentContract(
+        arch="channel_argmax",
+        class_names=COLOR_CLASSES,
+        image_size=IMAGE_SIZE,
+        resize_mode="squash",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
 
 
 def write_color_image(path: Path, color: str, variant: int) -> Path:

@@ -14,6 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from classifier_training.config import DataModuleConfig
+from classifier_training.core.readers import DataError
 from classifier_training.data.cache import (
     CachedLoader,
     ImageCache,
@@ -23,7 +24,6 @@ from classifier_training.data.cache import (
 )
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.data.dataset import DecodeAndResize
-from classifier_training.data.readers import DataError
 from classifier_training.data.transforms import ResizeToInput
 from tests.helpers import class_image
 
@@ -192,7 +192,7 @@ def test_datamodule_cache_matches_uncached_before_augmentation(
             num_workers=0,
             cache=cache,  # type: ignore[arg-type]
         )
-        dm = ImageFolderDataModule(config)
+        dm = ImageFolderDataModule(config, arch="resnet18")
         dm.setup()
         return dm
 
@@ -225,7 +225,7 @@ def test_datamodule_cache_matches_uncached_before_augmentation(
 
 def test_augmentation_stays_random_with_cache(jsonl_root: Path) -> None:
     config = DataModuleConfig(data_root=jsonl_root, image_size=16, cache="ram")
-    dm = ImageFolderDataModule(config)
+    dm = ImageFolderDataModule(config, arch="resnet18")
     dm.setup()
     train = dm.datasets["train"]
     assert not torch.equal(train[0]["images"], train[0]["images"])
@@ -240,9 +240,9 @@ def test_cache_build_finds_truncated_images(jsonl_root: Path) -> None:
     image.write_bytes(data[:200] + data[-12:])
     config = DataModuleConfig(data_root=jsonl_root, image_size=16, cache="ram")
     with pytest.raises(DataError, match=r"annotations.jsonl:8: cannot decode image"):
-        ImageFolderDataModule(config).setup()
+        ImageFolderDataModule(config, arch="resnet18").setup()
     skip = config.model_copy(update={"on_bad_image": "skip"})
-    dm = ImageFolderDataModule(skip)
+    dm = ImageFolderDataModule(skip, arch="resnet18")
     dm.setup()
     assert dm.summary()["skipped_images"]["at_startup"] == {"train": 1}
     assert len(dm.datasets["train"]) == 17

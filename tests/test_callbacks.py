@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
 
 import classifier_training.models  # noqa: F401  (registers model configs)
 from classifier_training.callbacks import (
@@ -34,11 +37,13 @@ from classifier_training.callbacks.confusion_matrix import (
     plot_confusion_matrix,
     top_confusions,
 )
+from classifier_training.callbacks.plotting import read_history
 from classifier_training.callbacks.sampler import drift_test
 from classifier_training.callbacks.visualization import choose_fixed_indices
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.export import main as export_main
 from classifier_training.train import build_callbacks, build_datamodule, build_model
+from classifier_training.types import TrainingData
 from tests.helpers import make_jsonl_dataset
 
 LABELS = ("", "7", "23")
@@ -54,8 +59,7 @@ def compose_demo(overrides: list[str]) -> DictConfig:
                 "data.batch_size=6",
                 "data.num_workers=0",
                 "callbacks.rich_progress_bar=null",
-                "callbacks.lr_monitor=null",  # needs a logger
-                "logging=none",
+                "logging=none",  # the run fixture gives the trainer a CSV logger
                 *overrides,
             ],
         )
@@ -113,7 +117,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=[*callbacks, probe],
-        logger=False,
+        logger=CSVLogger(out, name="", version=""),
         enable_progress_bar=False,
         enable_model_summary=False,
     )
@@ -173,8 +177,7 @@ def test_run_folder_matches_the_seed_layout(run: Run) -> None:
         "training_history/loss.png",
         "training_history/accuracy.png",
         "training_history/learning_rate.png",
-        "training_history/history.json",
-        "training_history/history.csv",
+        "metrics.csv",
         "eval/confusion_matrix_val.png",
         "eval/confusion_matrix_test.png",
     ]
@@ -211,9 +214,15 @@ def test_nothing_is_written_during_the_sanity_check(run: Run) -> None:
 
 
 # -- confusion matrix ----------------------------------------------------------
+def _logged_history(run: Run) -> tuple[list[dict[str, float]], list[Any]]:
+    with (run.out / "metrics.csv").open(newline="") as handle:
+        return read_history(csv.DictReader(handle))
+
+
 def test_confusion_matrix_uses_the_validation_predictions(run: Run) -> None:
-    history = json.loads((run.out / "training_history/history.json").read_text())
-    for row in history["epochs"]:
+    epochs, _ = _logged_history(run)
+    assert len(epochs) == 2
+    for row in epochs:
         epoch = int(row["epoch"])
         saved = json.loads(
             (run.out / f"epoch_{epoch:03d}/confusion_matrix.json").read_text()
@@ -282,28 +291,54 @@ def test_top_confusions_lists_the_largest_mistakes_first() -> None:
 
 
 # -- training history, samples, model info, statistics, sampler --------------------
-def test_training_history_has_every_curve(run: Run) -> None:
-    history = json.loads((run.out / "training_history/history.json").read_text())
-    assert [r["epoch"] for r in history["epochs"]] == [0, 1]
-    for row in history["epochs"]:
+def test_training_history_is_drawn_from_the_logged_metrics(run: Run) -> None:
+    epochs, lr_points = _logged_history(run)
+    assert [r["epoch"] for r in epochs] == [0, 1]
+    for row in epochs:
         for split in ("train", "val"):
             for key in ("loss", "acc_top1", "acc_top5"):
                 assert f"{split}/{key}" in row
-        assert row["lr"] > 0
-    positions = [x for x, _ in history["lr_steps"]]
-    assert positions == sorted(positions)
-    assert positions[-1] == pytest.approx(2.0)
-    csv = (run.out / "training_history/history.csv").read_text().splitlines()
-    assert csv[0].startswith("epoch,")
-    assert len(csv) == 3
+    assert [step for step, _ in lr_points] == [0, 3]  # 3 steps per epoch
+    assert all(lr > 0 for _, lr in lr_points)
+    # No second history file: the curves come from metrics.csv alone.
+    assert sorted(p.name for p in (run.out / "training_history").iterdir()) == [
+        "accuracy.png",
+        "learning_rate.png",
+        "loss.png",
+    ]
 
 
-def test_history_survives_a_checkpoint_round_trip(run: Run) -> None:
-    callback = run.get(TrainingHistoryCallback)
-    fresh = TrainingHistoryCallback(run.out / "other")
-    fresh.load_state_dict(callback.state_dict())
-    assert callback.epochs  # not a round trip of nothing
-    assert fresh.epochs == callback.epochs
+def test_read_history_merges_rows_of_an_epoch() -> None:
+    rows = [
+        {
+            "epoch": "0",
+            "step": "2",
+            "train/loss": "",
+            "val/loss": "1.5",
+            "lr-AdamW": "",
+        },
+        {
+            "epoch": "0",
+            "step": "2",
+            "train/loss": "2.0",
+            "val/loss": "",
+            "lr-AdamW": "",
+        },
+        {
+            "epoch": "1",
+            "step": "3",
+            "train/loss": "",
+            "val/loss": "",
+            "lr-AdamW": "0.1",
+        },
+        {"epoch": "1", "step": "5", "train/loss": "1.0", "val/loss": "nan"},
+    ]
+    epochs, lr = read_history(rows)
+    assert epochs == [
+        {"epoch": 0.0, "val/loss": 1.5, "train/loss": 2.0},
+        {"epoch": 1.0, "train/loss": 1.0},
+    ]
+    assert lr == [(3.0, 0.1)]
 
 
 def test_sample_predictions_show_a_fixed_spread_of_classes(run: Run) -> None:
@@ -335,6 +370,14 @@ def test_model_info(run: Run) -> None:
     assert info["params_trainable"] == info["params_total"]
     assert info["size_mb"] == pytest.approx(info["params_total"] * 4 / 1e6, rel=0.01)
     assert info["input_shape"] == [1, 3, 24, 24]
+    assert info["arch"] == "resnet18"
+    # Lightning's ModelSummary gives the figure counted directly on the network,
+    # and both equal the count by hand.
+    counter = FlopCounterMode(display=False)
+    network.eval()
+    with torch.no_grad(), counter:
+        network(torch.zeros(1, 3, 24, 24))
+    assert info["flops"] == counter.get_total_flops()
     assert info["flops"] == RESNET18_FLOPS_24PX_3_CLASSES
     assert info["gmacs"] == pytest.approx(info["flops"] / 2e9, abs=1e-4)
 
@@ -364,28 +407,17 @@ def test_labels_mapping_of_the_run(run: Run) -> None:
     mapping = json.loads((run.out / "labels_mapping.json").read_text())
     imagenet_mean, imagenet_std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     assert mapping == {
-        "num_classes": 3,
-        "class_to_idx": {"": 0, "23": 1, "7": 2},  # sorted as strings
-        "idx_to_class": {"0": "", "1": "23", "2": "7"},
-        "normalization": {"mean": imagenet_mean, "std": imagenet_std},
+        "format_version": 2,
+        "arch": "resnet18",
+        "class_names": ["", "23", "7"],  # sorted as strings
         "image_size": 24,
-        "preprocessing": {
-            "color_mode": "RGB",
-            "exif_transpose": True,
-            "resize": {
-                "mode": "squash",
-                "size": [24, 24],
-                "interpolation": "bilinear",
-                "library": "PIL",
-                "pad_color": [124, 116, 104],  # the mean colour, 8-bit
-            },
-            "scale": 1 / 255,
-            "mean": imagenet_mean,
-            "std": imagenet_std,
-            "layout": "NCHW",
-            "dtype": "float32",
-        },
+        "resize_mode": "squash",
+        "mean": imagenet_mean,
+        "std": imagenet_std,
+        "input_name": "input",
+        "output_name": "logits",
     }
+    assert mapping == run.datamodule.contract.to_json()
 
 
 def test_dataset_statistics(run: Run) -> None:
@@ -472,14 +504,19 @@ def test_ema_counted_every_step(run: Run) -> None:
         torch.testing.assert_close(model_state[key], value, msg=key)
 
 
-def test_checkpoints_carry_the_deployment_mapping(run: Run) -> None:
+def test_checkpoints_carry_the_deployment_contract(run: Run) -> None:
+    assert isinstance(run.datamodule, TrainingData)
     checkpoint = torch.load(
         run.out / "checkpoints/best.ckpt", map_location="cpu", weights_only=True
     )
-    assert checkpoint["labels_mapping"] == json.loads(
+    # Once, in the data module's state; no other copy of the classes or sizes.
+    state = checkpoint["ImageFolderDataModule"]
+    assert state == {"deployment_contract": run.datamodule.contract.to_json()}
+    assert state["deployment_contract"] == json.loads(
         (run.out / "labels_mapping.json").read_text()
     )
-    assert checkpoint["model_class"].endswith("ImageClassifier")
+    assert "labels_mapping" not in checkpoint
+    assert "model_class" not in checkpoint
     assert checkpoint["hyper_parameters"]["class_names"] == ["", "23", "7"]
     assert all(
         k.startswith(("network.", "class_weights")) for k in checkpoint["state_dict"]

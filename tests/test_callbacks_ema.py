@@ -76,7 +76,8 @@ class EmaRun:
 def _datamodule(root: Path) -> ImageFolderDataModule:
     data = make_jsonl_dataset(root / "data", ("", "7", "23"), per_class=6, size=24)
     datamodule = ImageFolderDataModule(
-        DataModuleConfig(data_root=data, image_size=24, batch_size=6, num_workers=0)
+        DataModuleConfig(data_root=data, image_size=24, batch_size=6, num_workers=0),
+        arch="resnet18",
     )
     datamodule.setup("fit")
     return datamodule

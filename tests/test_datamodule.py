@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 
 from classifier_training.config import DataModuleConfig, load_data_config
+from classifier_training.core.preprocessing import resize_to_input
+from classifier_training.core.readers import DataError
 from classifier_training.data.datamodule import (
     ImageFolderDataModule,
     inverse_frequency_weights,
 )
-from classifier_training.data.preprocessing import resize_to_input
-from classifier_training.data.readers import DataError
 from classifier_training.data.sampler import TrackingWeightedRandomSampler
 from tests.helpers import make_jsonl_dataset, write_jsonl_split
 
@@ -25,7 +25,7 @@ from tests.helpers import make_jsonl_dataset, write_jsonl_split
 def make_dm(root: Path, **overrides: Any) -> ImageFolderDataModule:
     values: dict[str, Any] = {"data_root": root, "image_size": 16, "batch_size": 4}
     values.update(num_workers=0, **overrides)
-    dm = ImageFolderDataModule(load_data_config(values))
+    dm = ImageFolderDataModule(load_data_config(values), arch="resnet18")
     dm.setup("fit")
     return dm
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from classifier_training.inference.evaluate import main
-from tests.inference_support import TrainedRun, write_color_image
+from tests.inference_support import REPO, TrainedRun, write_color_image
 
 # (true label, colour of the image): the colour model predicts the colour, so
 # two rows are wrong (red->green, blue->red) and "purple" is unknown to it.
@@ -134,3 +137,39 @@ def test_bad_inputs_exit_2_with_named_file(
     assert "no rows with a label the model knows (1 excluded)" in (
         capsys.readouterr().err
     )
+
+
+def test_onnx_evaluation_imports_neither_torch_nor_lightning(
+    color_model: Path, tmp_path: Path
+) -> None:
+    root = write_known_split(tmp_path / "data", "jsonl")
+    args = ["--model", str(color_model), "--data-root", str(root)]
+    args += ["--out", str(tmp_path / "out")]
+    script = (
+        "import sys\n"
+        "from classifier_training.inference.evaluate import main\n"
+        f"code = main({args!r})\n"
+        "heavy = {'torch', 'torchvision', 'lightning', 'torchmetrics'}\n"
+        "print(code, sorted(heavy & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True, text=True, cwd=REPO, check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )  # fmt: skip
+    assert result.stdout.splitlines()[-1] == "0 []"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["num_rows"] == 9
+
+
+def test_files_that_are_not_models_exit_2_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_known_split(tmp_path / "data", "folder")
+    for name, says in (("x.ckpt", "not a checkpoint"), ("x.onnx", "no labels_map")):
+        junk = tmp_path / name
+        junk.write_text("junk\n")
+        assert main(["--model", str(junk), "--data-root", str(root)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {junk}: {says}")
+        assert err.count("\n") == 1

@@ -14,17 +14,31 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from classifier_training.config import DataModuleConfig
+from classifier_training.config import IMAGENET_MEAN, IMAGENET_STD
+from classifier_training.core.contract import DeploymentContract
+from classifier_training.core.errors import USER_ERROR_EXIT_CODE
 from classifier_training.export import (
     OnnxVerificationError,
     export_onnx,
     main,
     verify_onnx,
 )
-from classifier_training.labels_mapping import write_labels_mapping
 from classifier_training.models import ImageClassifier
 
 SIZE = 16
+
+
+def _contract(
+    names: tuple[str, ...] = ("a", "b", "c", "d"), size: int = SIZE
+) -> DeploymentContract:
+    return DeploymentContract(
+        arch="resnet18",
+        class_names=names,
+        image_size=size,
+        resize_mode="squash",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
 
 
 class TinyNet(nn.Module):
@@ -70,7 +84,7 @@ def good_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, nn.Modu
     torch.manual_seed(0)
     network = TinyNet().eval()
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    result = export_onnx(network, SIZE, out, verify_images=_images())
+    result = export_onnx(network, _contract(), out, verify_images=_images())
     assert result.max_abs_diff <= 1e-4
     assert result.batch_sizes == (1, 6)
     return out, network
@@ -99,7 +113,9 @@ def test_good_export_is_one_file_with_the_agreed_interface(
 def test_export_does_not_touch_the_training_network(tmp_path: Path) -> None:
     network = TinyNet().train()
     before = {k: v.clone() for k, v in network.state_dict().items()}
-    export_onnx(network, SIZE, tmp_path / "m.onnx")  # noise images: still checked
+    export_onnx(
+        network, _contract(), tmp_path / "m.onnx"
+    )  # noise images: still checked
     assert network.training
     for key, value in network.state_dict().items():
         assert torch.equal(value, before[key]), key
@@ -120,7 +136,7 @@ def test_check_fails_on_a_tampered_file(
     broken = tmp_path / "broken.onnx"
     onnx.save(proto, str(broken))
     with pytest.raises(OnnxVerificationError, match=r"broken\.onnx.*differ"):
-        verify_onnx(broken, network, _images())
+        verify_onnx(broken, network, _images(), _contract())
 
 
 def test_check_fails_on_the_wrong_interface(tmp_path: Path) -> None:
@@ -136,13 +152,13 @@ def test_check_fails_on_the_wrong_interface(tmp_path: Path) -> None:
         external_data=False,
     )
     with pytest.raises(OnnxVerificationError, match="expected input 'input'"):
-        verify_onnx(path, network, _images())
+        verify_onnx(path, network, _images(), _contract())
 
 
 def test_broken_export_leaves_no_file(tmp_path: Path) -> None:
     out = tmp_path / "model.onnx"
     with pytest.raises(OnnxVerificationError, match="differ from PyTorch"):
-        export_onnx(DriftingNet().eval(), SIZE, out, verify_images=_images())
+        export_onnx(DriftingNet().eval(), _contract(), out, verify_images=_images())
     assert list(tmp_path.iterdir()) == []  # no model.onnx, no temporary file
 
 
@@ -150,81 +166,64 @@ def test_not_an_onnx_file_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "model.onnx"
     path.write_bytes(b"not onnx")
     with pytest.raises(OnnxVerificationError, match="not a valid ONNX model"):
-        verify_onnx(path, TinyNet(), _images())
+        verify_onnx(path, TinyNet(), _images(), _contract())
 
 
 # -- classifier-export --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint as Lightning writes it, without the deployment extras."""
+    """Checkpoints as Lightning writes them: with and without the data module state."""
     folder = tmp_path_factory.mktemp("ckpt")
     model = ImageClassifier(
         num_classes=3, class_names=["", "23", "7"], arch="resnet18", pretrained=False
     )
-    torch.save(
-        {
-            "state_dict": model.state_dict(),
-            "hyper_parameters": dict(model.hparams),
-            "epoch": 0,
-        },
-        folder / "plain.ckpt",
-    )
-    config = DataModuleConfig(data_root=folder, image_size=24)
-    write_labels_mapping(folder / "mapping.json", {"": 0, "23": 1, "7": 2}, config)
-    write_labels_mapping(folder / "four.json", {"a": 0, "b": 1, "c": 2, "d": 3}, config)
+    plain = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "epoch": 0,
+    }
+    torch.save(plain, folder / "plain.ckpt")
+    contract = _contract(("", "23", "7"), size=24)
+    state = {"deployment_contract": contract.to_json()}
+    torch.save(plain | {"ImageFolderDataModule": state}, folder / "run.ckpt")
     return folder
 
 
 def test_cli_reports_a_missing_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main([str(tmp_path / "nope.ckpt")]) == 1
+    assert main([str(tmp_path / "nope.ckpt")]) == USER_ERROR_EXIT_CODE
     assert "nope.ckpt: checkpoint file not found" in capsys.readouterr().err
 
 
-def test_cli_asks_for_a_mapping_when_none_is_found(
-    checkpoint_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_cli_says_a_file_is_not_a_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main([str(checkpoint_dir / "plain.ckpt"), "--out", str(tmp_path / "m.onnx")])
-    assert code == 1
-    assert "--labels-mapping" in capsys.readouterr().err
+    junk = tmp_path / "x.ckpt"
+    junk.write_text("junk\n")
+    assert main([str(junk), "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {junk}: not a checkpoint (not a PyTorch file)"
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_cli_rejects_a_mapping_of_other_classes(
+def test_cli_says_a_checkpoint_without_contract_is_too_old(
     checkpoint_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
-        [
-            str(checkpoint_dir / "plain.ckpt"),
-            "--out",
-            str(tmp_path / "m.onnx"),
-            "--labels-mapping",
-            str(checkpoint_dir / "four.json"),
-        ]
-    )
-    assert code == 1
-    assert "4 classes" in capsys.readouterr().err
+    code = main([str(checkpoint_dir / "plain.ckpt"), "--out", str(tmp_path / "m.onnx")])
+    assert code == USER_ERROR_EXIT_CODE
+    assert "plain.ckpt: checkpoint too old" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
 
 
-def test_cli_exports_a_checkpoint_with_an_explicit_mapping(
-    checkpoint_dir: Path, tmp_path: Path
-) -> None:
+def test_cli_exports_a_checkpoint_alone(checkpoint_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "deploy" / "model.onnx"
-    code = main(
-        [
-            str(checkpoint_dir / "plain.ckpt"),
-            "--out",
-            str(out),
-            "--labels-mapping",
-            str(checkpoint_dir / "mapping.json"),
-        ]
-    )
-    assert code == 0
+    assert main([str(checkpoint_dir / "run.ckpt"), "--out", str(out)]) == 0
     mapping = json.loads((out.parent / "labels_mapping.json").read_text())
-    assert mapping == json.loads((checkpoint_dir / "mapping.json").read_text())
+    assert mapping == _contract(("", "23", "7"), size=24).to_json()
+    assert mapping["format_version"] == 2
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    assert session.get_inputs()[0].shape[1:] == [3, 24, 24]  # from the mapping
+    assert session.get_inputs()[0].shape[1:] == [3, 24, 24]  # from the contract
 
 
 def test_cli_names_an_unreadable_verification_image(
@@ -234,15 +233,13 @@ def test_cli_names_an_unreadable_verification_image(
     junk.write_text("not an image")
     code = main(
         [
-            str(checkpoint_dir / "plain.ckpt"),
+            str(checkpoint_dir / "run.ckpt"),
             "--out",
             str(tmp_path / "m.onnx"),
-            "--labels-mapping",
-            str(checkpoint_dir / "mapping.json"),
             "--images",
             str(junk),
         ]
     )
-    assert code == 1
+    assert code == USER_ERROR_EXIT_CODE
     assert f"{junk}: cannot read image" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier_training.data.image_io import (
+from classifier_training.core.image_io import (
     MAX_IMAGE_PIXELS,
     ImageTooLargeError,
     load_image,

@@ -15,9 +15,16 @@ import torch
 from PIL import Image
 from torchvision import models as tv_models
 
-from classifier_training.config import DataModuleConfig
+from classifier_training.config import IMAGENET_MEAN, IMAGENET_STD, DataModuleConfig
+from classifier_training.core.contract import (
+    DeploymentContract,
+    LabelsMappingError,
+    find_labels_mapping,
+    read_labels_mapping,
+    write_labels_mapping,
+)
+from classifier_training.core.readers import find_splits, read_split
 from classifier_training.data.datamodule import ImageFolderDataModule
-from classifier_training.data.readers import find_splits, read_split
 from classifier_training.inference import (
     CheckpointClassifier,
     ModelLoadError,
@@ -27,14 +34,29 @@ from classifier_training.inference import (
     load_classifier,
 )
 from classifier_training.inference.evaluate import evaluate_samples
-from classifier_training.inference.onnx_classifier import choose_provider
-from classifier_training.labels_mapping import (
-    mapping_candidates,
-    read_labels_mapping,
-    write_labels_mapping,
-)
+from classifier_training.inference.runtime import choose_provider
 from tests.helpers import class_image, make_jsonl_dataset
 from tests.inference_support import REPO, TrainedRun
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _contract(names: tuple[str, ...], size: int = 16) -> DeploymentContract:
+    return DeploymentContract(
+        arch="resnet18",
+        class_names=names,
+        image_size=size,
+        resize_mode="squash",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
+
+
+def _v1_mapping_with(interpolation: str) -> dict[str, object]:
+    """Today's format-1 fixture, with another interpolation written in."""
+    mapping = json.loads((FIXTURES / "labels_mapping_v1.json").read_text())
+    mapping["preprocessing"]["resize"]["interpolation"] = interpolation
+    return dict(mapping)
 
 
 def _test_images(run: TrainedRun) -> list[Path]:
@@ -66,11 +88,11 @@ def test_preprocessing_from_mapping_matches_datamodule(
         resize_mode=mode,
         num_workers=0,  # type: ignore[arg-type]
     )
-    datamodule = ImageFolderDataModule(config)
+    datamodule = ImageFolderDataModule(config, arch="resnet18")
     datamodule.setup()
-    mapping_file = write_labels_mapping(tmp_path, datamodule.class_to_idx, config)
+    mapping_file = write_labels_mapping(datamodule.contract, tmp_path)
     # Only the JSON file is used from here on: the deployment's view.
-    preprocessor = Preprocessor.from_mapping(read_labels_mapping(mapping_file))
+    preprocessor = Preprocessor.from_contract(read_labels_mapping(mapping_file))
     dataset = datamodule.datasets["valid"]
     assert len(dataset) == 6
     for index, sample in enumerate(dataset.samples):
@@ -83,9 +105,8 @@ def test_preprocessing_from_mapping_matches_datamodule(
 
 
 def test_preprocessor_batch_and_pil_input(tmp_path: Path) -> None:
-    config = DataModuleConfig(data_root=tmp_path, image_size=16)
-    write_labels_mapping(tmp_path, {"a": 0, "b": 1}, config)
-    pre = Preprocessor.from_mapping(
+    write_labels_mapping(_contract(("a", "b")), tmp_path)
+    pre = Preprocessor.from_contract(
         read_labels_mapping(tmp_path / "labels_mapping.json")
     )
     image = class_image(0, 0, size=20)
@@ -98,12 +119,10 @@ def test_preprocessor_batch_and_pil_input(tmp_path: Path) -> None:
 
 
 def test_unsupported_preprocessing_is_named(tmp_path: Path) -> None:
-    config = DataModuleConfig(data_root=tmp_path, image_size=16)
-    path = write_labels_mapping(tmp_path, {"a": 0, "b": 1}, config)
-    mapping = read_labels_mapping(path)
-    mapping["preprocessing"]["resize"]["interpolation"] = "bicubic"
-    with pytest.raises(ValueError, match=r"labels_mapping\.json.*bicubic"):
-        Preprocessor.from_mapping(mapping, str(path))
+    path = tmp_path / "labels_mapping.json"
+    path.write_text(json.dumps(_v1_mapping_with("bicubic")))
+    with pytest.raises(LabelsMappingError, match=r"labels_mapping\.json.*bicubic"):
+        read_labels_mapping(path)
 
 
 # -- classifiers on a trained, exported model ---------------------------------------
@@ -112,7 +131,9 @@ def test_onnx_and_checkpoint_classifiers_agree(trained_run: TrainedRun) -> None:
     onnx = ONNXClassifier(trained_run.onnx)
     ckpt = CheckpointClassifier(trained_run.checkpoint)
     assert onnx.class_names == ckpt.class_names == ["", "23", "7"]
-    assert ckpt.model_class.endswith("ImageClassifier")
+    # One contract: the checkpoint's own equals the run's labels_mapping.json.
+    assert ckpt.contract == onnx.contract
+    assert ckpt.contract.arch == "resnet18"
     batch = onnx.preprocessor.batch(images)
     np.testing.assert_allclose(
         onnx.predict_proba(batch), ckpt.predict_proba(batch), atol=1e-4, rtol=0
@@ -229,17 +250,12 @@ def test_missing_mapping_is_named(trained_run: TrainedRun, tmp_path: Path) -> No
     lonely = shutil.copy(trained_run.onnx, tmp_path / "model.onnx")
     with pytest.raises(ModelLoadError, match=r"model\.onnx: no labels_mapping\.json"):
         ONNXClassifier(lonely)
-    # A checkpoint of a run carries its mapping: a copy on its own still works.
+    # A checkpoint carries its contract: a copy on its own works.
     ckpt = shutil.copy(trained_run.checkpoint, tmp_path / "best.ckpt")
     assert load_classifier(ckpt).class_names == ["", "23", "7"]
-    # One without it (an older checkpoint) needs the run's labels_mapping.json.
-    bare = torch.load(ckpt, weights_only=True)
-    del bare["labels_mapping"]
-    torch.save(bare, ckpt)
-    with pytest.raises(ModelLoadError, match=r"best\.ckpt: no labels_mapping\.json"):
-        load_classifier(ckpt)
     mapping = trained_run.run_dir / "labels_mapping.json"
-    assert load_classifier(ckpt, mapping).num_classes == 3
+    with pytest.raises(ModelLoadError, match=r"best\.ckpt: a checkpoint carries its"):
+        load_classifier(ckpt, mapping)
     with pytest.raises(ModelLoadError, match=r"nowhere\.json: labels mapping file not"):
         ONNXClassifier(lonely, tmp_path / "nowhere.json")
     with pytest.raises(ModelLoadError, match=r"missing\.onnx: model file not found"):
@@ -250,51 +266,51 @@ def test_mapping_is_looked_for_beside_the_model_then_in_the_run_folder(
     tmp_path: Path,
 ) -> None:
     run = tmp_path / "run"
-    assert mapping_candidates(run / "checkpoints" / "best.ckpt") == [
-        run / "checkpoints" / "labels_mapping.json",
-        run.resolve() / "labels_mapping.json",
-    ]
-    assert mapping_candidates(run / "model.onnx") == [run / "labels_mapping.json"]
-    assert mapping_candidates(run / "export" / "best.ckpt") == [
-        run / "export" / "labels_mapping.json"
-    ]
+    (run / "checkpoints").mkdir(parents=True)
+    model = run / "checkpoints" / "best.ckpt"
+    with pytest.raises(LabelsMappingError, match="looked in"):
+        find_labels_mapping(model)
+    in_run = write_labels_mapping(_contract(("a", "b")), run)
+    assert find_labels_mapping(model) == run.resolve() / "labels_mapping.json"
+    assert find_labels_mapping(run / "model.onnx") == in_run
+    beside = write_labels_mapping(_contract(("a", "b")), run / "checkpoints")
+    assert find_labels_mapping(model) == beside
+    # A folder named otherwise is not a run's checkpoints folder.
+    (tmp_path / "export").mkdir()
+    with pytest.raises(LabelsMappingError):
+        find_labels_mapping(tmp_path / "export" / "best.ckpt")
 
 
 def test_unsupported_preprocessing_is_a_load_error(
     color_model: Path, tmp_path: Path
 ) -> None:
     model = Path(shutil.copy(color_model, tmp_path / "model.onnx"))
-    mapping = read_labels_mapping(color_model.parent / "labels_mapping.json")
-    mapping["preprocessing"]["resize"]["interpolation"] = "bicubic"
-    (tmp_path / "labels_mapping.json").write_text(json.dumps(mapping))
+    (tmp_path / "labels_mapping.json").write_text(
+        json.dumps(_v1_mapping_with("bicubic"))
+    )
     with pytest.raises(ModelLoadError, match=r"labels_mapping\.json.*bicubic"):
         ONNXClassifier(model)
 
 
-def test_mapping_of_another_run_is_refused(
+def test_mapping_of_another_model_is_refused(
     trained_run: TrainedRun, tmp_path: Path
 ) -> None:
-    config = DataModuleConfig(data_root=tmp_path, image_size=32)
-    other = write_labels_mapping(tmp_path, {"x": 0, "y": 1, "z": 2}, config)
-    with pytest.raises(ModelLoadError, match="belongs to another run"):
-        CheckpointClassifier(trained_run.checkpoint, other)
     four = write_labels_mapping(
-        tmp_path / "four.json", {"a": 0, "b": 1, "c": 2, "d": 3}, config
+        _contract(("a", "b", "c", "d"), size=32), tmp_path / "four.json"
     )
     with pytest.raises(ModelLoadError, match=r"3 outputs but .* lists 4 classes"):
         ONNXClassifier(trained_run.onnx, four)
 
 
 def test_not_a_model_is_named(tmp_path: Path) -> None:
-    config = DataModuleConfig(data_root=tmp_path, image_size=32)
-    write_labels_mapping(tmp_path, {"a": 0, "b": 1}, config)
+    write_labels_mapping(_contract(("a", "b"), size=32), tmp_path)
     junk = tmp_path / "model.onnx"
-    junk.write_text("not a model")
-    with pytest.raises(ModelLoadError, match=r"model\.onnx: cannot load ONNX"):
+    junk.write_text("junk")
+    with pytest.raises(ModelLoadError, match=r"model\.onnx: not an ONNX model"):
         ONNXClassifier(junk)
     bad_ckpt = tmp_path / "x.ckpt"
-    bad_ckpt.write_text("not a checkpoint")
-    with pytest.raises(ModelLoadError, match=r"x\.ckpt: cannot load checkpoint safely"):
+    bad_ckpt.write_text("junk\n")
+    with pytest.raises(ModelLoadError, match=r"x\.ckpt: not a checkpoint"):
         CheckpointClassifier(bad_ckpt)
 
 
@@ -307,12 +323,9 @@ def test_checkpoint_uses_averaged_weights(
     checkpoint["current_model_state"] = {
         k: torch.zeros_like(v) for k, v in checkpoint["state_dict"].items()
     }
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    shutil.copy(trained_run.run_dir / "labels_mapping.json", run)
-    torch.save(checkpoint, run / "checkpoints" / "ema.ckpt")
+    torch.save(checkpoint, tmp_path / "ema.ckpt")
     images = _test_images(trained_run)
-    ema = CheckpointClassifier(run / "checkpoints" / "ema.ckpt")
+    ema = CheckpointClassifier(tmp_path / "ema.ckpt")
     batch = ema.preprocessor.batch(images)
     np.testing.assert_allclose(
         ema.predict_proba(batch),
@@ -321,24 +334,63 @@ def test_checkpoint_uses_averaged_weights(
     )
 
 
-@pytest.mark.parametrize("arch", ["resnet34", "resnet50"])
-def test_architecture_is_found_from_the_weights(
-    trained_run: TrainedRun, tmp_path: Path, arch: str
+def test_checkpoint_builds_the_architecture_its_contract_names(
+    trained_run: TrainedRun, tmp_path: Path
 ) -> None:
-    """A checkpoint that does not name its model class is matched by its weights."""
+    """No guessing: the network is ``build_network(contract.arch, ...)``."""
     checkpoint = torch.load(trained_run.checkpoint, weights_only=True)
-    del checkpoint["model_class"]
-    network = getattr(tv_models, arch)(weights=None, num_classes=3)
+    state = checkpoint["ImageFolderDataModule"]  # Lightning: the class's qualname
+    state["deployment_contract"]["arch"] = "resnet34"
+    network = tv_models.resnet34(weights=None, num_classes=3)
     checkpoint["state_dict"] = {
         f"network.{k}": v for k, v in network.state_dict().items()
-    } | {"class_weights": torch.ones(3)}
-    path = tmp_path / f"{arch}.ckpt"
-    torch.save(checkpoint, path)
-    classifier = CheckpointClassifier(path)
-    assert classifier.model_class.endswith("ImageClassifier")
-    checkpoint["state_dict"] = {
-        k: v for k, v in checkpoint["state_dict"].items() if "layer4.1" not in k
     }
+    path = tmp_path / "resnet34.ckpt"
     torch.save(checkpoint, path)
-    with pytest.raises(ModelLoadError, match=rf"{arch}\.ckpt: weights fit no known"):
+    assert CheckpointClassifier(path).contract.arch == "resnet34"
+    # Weights of another architecture than the contract says: named, one line.
+    state["deployment_contract"]["arch"] = "resnet18"
+    torch.save(checkpoint, path)
+    with pytest.raises(ModelLoadError, match=r"resnet34\.ckpt: weights do not fit"):
         CheckpointClassifier(path)
+
+
+def _legacy_checkpoint(path: Path, with_mapping: bool) -> torch.nn.Module:
+    """A checkpoint as the code before the contract wrote it (format 1)."""
+    mapping = json.loads((FIXTURES / "labels_mapping_v1.json").read_text())
+    network = tv_models.resnet18(weights=None, num_classes=4).eval()
+    checkpoint: dict[str, object] = {
+        "epoch": 1,
+        "state_dict": {f"network.{k}": v for k, v in network.state_dict().items()}
+        | {"class_weights": torch.ones(4)},
+        "hyper_parameters": {
+            "num_classes": 4,
+            "class_names": ["", "1", "23", "7"],
+            "learning_rate": 1e-3,
+            "pretrained": False,
+            "weights_path": None,
+        },
+    }
+    if with_mapping:
+        checkpoint["labels_mapping"] = mapping
+        checkpoint["model_class"] = (
+            "classifier_training.models.resnet.ResNet18ClassificationModel"
+        )
+    torch.save(checkpoint, path)
+    return network
+
+
+def test_checkpoint_of_the_previous_format_still_loads(tmp_path: Path) -> None:
+    network = _legacy_checkpoint(tmp_path / "old.ckpt", with_mapping=True)
+    classifier = CheckpointClassifier(tmp_path / "old.ckpt")
+    assert classifier.contract.arch == "resnet18"
+    assert classifier.class_names == ["", "1", "23", "7"]
+    assert classifier.contract.resize_mode == "letterbox"
+    batch = np.random.default_rng(0).standard_normal((2, 3, 40, 40)).astype("f4")
+    with torch.no_grad():
+        expected = network(torch.from_numpy(batch)).numpy()
+    np.testing.assert_allclose(classifier.predict_logits(batch), expected, atol=1e-5)
+    # Older still (no onnx_export callback): said clearly, not guessed.
+    _legacy_checkpoint(tmp_path / "older.ckpt", with_mapping=False)
+    with pytest.raises(ModelLoadError, match=r"older\.ckpt: checkpoint too old"):
+        CheckpointClassifier(tmp_path / "older.ckpt")

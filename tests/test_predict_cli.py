@@ -149,3 +149,38 @@ def test_checkpoint_as_subprocess(
     assert [s["probability"] for s in row["top_k"]] == pytest.approx(
         probs[order].tolist(), abs=1e-4
     )
+
+
+def test_files_that_are_not_models_exit_2_in_one_line(
+    color_model: Path,
+    images: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shutil.copy(color_model.parent / "labels_mapping.json", tmp_path)
+    for name, says in (("x.ckpt", "not a checkpoint"), ("x.onnx", "not an ONNX")):
+        junk = tmp_path / name
+        junk.write_text("junk\n")
+        assert main([str(junk), str(images["red"])]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {junk}: {says}")
+        assert err.count("\n") == 1  # one line, no traceback
+
+
+def test_onnx_prediction_imports_neither_torch_nor_lightning(
+    color_model: Path, images: dict[str, Path]
+) -> None:
+    script = (
+        "import sys\n"
+        "from classifier_training.inference.predict import main\n"
+        f"code = main([{str(color_model)!r}, {str(images['red'])!r}])\n"
+        "heavy = {'torch', 'torchvision', 'lightning', 'torchmetrics'}\n"
+        "print(code, sorted(heavy & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True, text=True, cwd=REPO, check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )  # fmt: skip
+    assert result.stdout.splitlines()[-1] == "0 []"
+    assert "\tred\t" in result.stdout

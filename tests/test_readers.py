@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from classifier_training.data.readers import (
+from classifier_training.core.readers import (
     DataError,
     Problem,
     build_class_to_idx,

@@ -30,6 +30,9 @@ from classifier_training.synthetic import (
     render_sample,
 )
 from classifier_training.synthetic.cli import build_parser, main
+from classifier_training.synthetic.colors import HELD_OUT_PALETTE, PALETTE
+from classifier_training.synthetic.config import DEGRADED_FONTS, DEGRADED_SPLIT
+from classifier_training.synthetic.degraded import degraded_config, degraded_fonts
 from classifier_training.synthetic.geometry import (
     Pose,
     number_matrix,
@@ -349,7 +352,7 @@ def test_overwrite_removes_stale_temporary_files(tmp_path: Path) -> None:
     out = tmp_path / "data"
     out.mkdir()
     stale = [
-        out / ".synth_config.k3j2.tmp.json",  # utils.io temp names
+        out / ".synth_config.k3j2.tmp.json",  # core.io temp names
         out / "..complete.x9q1.tmp",
         out / "synth_config.json.tmp",  # names used by earlier releases
         out / ".complete.tmp",
@@ -404,7 +407,8 @@ def test_cli_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert excinfo.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--out", "--per-class", "--seed", "--image-size", "--classes"):
+    options = ("--out", "--per-class", "--seed", "--image-size", "--classes")
+    for option in (*options, "--degrade"):
         assert option in text
     assert "empty" in text
 
@@ -412,7 +416,8 @@ def test_cli_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_defaults_come_from_config() -> None:
     args = build_parser().parse_args(["--out", "x"])
     config = SynthConfig(out_dir=Path("x"))
-    for name in ("per_class", "seed", "image_size", "classes", "workers", "overwrite"):
+    flags = ("per_class", "seed", "image_size", "classes", "workers", "overwrite")
+    for name in (*flags, "degrade"):
         assert getattr(args, name) == getattr(config, name), name
     names = {f.name for f in fields(SynthConfig)}
     assert set(vars(args)) - {"out", "quiet"} <= names
@@ -445,3 +450,148 @@ def test_python_dash_m_help() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "classifier-synth" in result.stdout
+
+
+# ------------------------------------------------------------ degraded split
+
+
+@pytest.fixture(scope="module")
+def degraded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    """The ``dataset`` fixture's configuration with ``degrade=True``."""
+    out = tmp_path_factory.mktemp("synth_degraded") / "data"
+    counts = generate_dataset(_config(out, degrade=True))
+    return out, counts
+
+
+def _highfreq_energy(path: Path) -> float:
+    with Image.open(path) as img:
+        a = np.asarray(img.convert("L"), dtype=np.float64)
+    lap = 4 * a[1:-1, 1:-1] - a[:-2, 1:-1] - a[2:, 1:-1] - a[1:-1, :-2] - a[1:-1, 2:]
+    return float((lap**2).mean())
+
+
+def _mean_quant_step(path: Path) -> float:
+    """Mean luminance quantisation step: grows as the JPEG quality drops."""
+    with Image.open(path) as img:
+        tables = img.quantization  # type: ignore[attr-defined]
+    return float(np.mean(tables[0]))
+
+
+def test_degraded_split_layout_and_counts(
+    degraded: tuple[Path, dict[str, int]],
+) -> None:
+    out, counts = degraded
+    n = len(CLASSES)
+    assert counts == {
+        "train": PER_CLASS * n,
+        "valid": 2 * n,
+        "test": 2 * n,
+        DEGRADED_SPLIT: EVAL_PER_CLASS * n,
+    }
+    marker = json.loads((out / ".complete").read_text(encoding="utf-8"))
+    assert marker["counts"] == counts
+    rows = _read_rows(out / DEGRADED_SPLIT)
+    test_rows = _read_rows(out / "test")
+    # Same files, labels and order as test/: a drop-in second test split.
+    assert [(r["image"], r["suffix"]) for r in rows] == [
+        (r["image"], r["suffix"]) for r in test_rows
+    ]
+    images = sorted(p.name for p in (out / DEGRADED_SPLIT / "images").iterdir())
+    assert images == sorted(r["image"].split("/", 1)[1] for r in rows)
+    for path in (out / DEGRADED_SPLIT / "images").iterdir():
+        with Image.open(path) as img:
+            assert img.height == IMAGE_SIZE
+            assert img.mode == "RGB"
+    stored = json.loads((out / "synth_config.json").read_text(encoding="utf-8"))
+    assert stored["degrade"] is True
+    assert dataset_is_complete(_config(out, degrade=True))
+    assert not dataset_is_complete(_config(out))
+
+
+def test_degraded_split_uses_unseen_fonts_and_colours(
+    degraded: tuple[Path, dict[str, int]],
+) -> None:
+    out, _ = degraded
+    train_meta = [r["metadata"] for r in _read_rows(out / "train")]
+    meta = [r["metadata"] for r in _read_rows(out / DEGRADED_SPLIT)]
+    fonts = {m["font"] for m in meta} - {"none"}
+    assert fonts
+    assert fonts <= set(DEGRADED_FONTS)
+    assert not fonts & {m["font"] for m in train_meta}
+    colours = {m[k] for m in meta for k in ("jersey_color", "number_color")}
+    colours -= {"none"}
+    assert colours <= set(HELD_OUT_PALETTE)
+    assert {m["jersey_color"] for m in train_meta} <= set(PALETTE)
+
+
+def test_held_out_colours_never_overlap_jittered_train_colours() -> None:
+    jitter = SynthConfig(out_dir=Path(".")).color_jitter
+    assert not set(HELD_OUT_PALETTE) & set(PALETTE)
+    for name, held in HELD_OUT_PALETTE.items():
+        for other, train in PALETTE.items():
+            gap = max(abs(a - b) for a, b in zip(held, train, strict=True))
+            assert gap > 2 * jitter, (name, other)
+
+
+def test_degraded_images_are_visibly_degraded(
+    degraded: tuple[Path, dict[str, int]],
+) -> None:
+    out, _ = degraded
+    test_paths = sorted((out / "test" / "images").glob("*.jpg"))
+    bad_paths = sorted((out / DEGRADED_SPLIT / "images").glob("*.jpg"))
+    assert len(test_paths) == len(bad_paths) > 0
+    # Low resolution and blur remove detail despite the added noise ...
+    test_energy = np.mean([_highfreq_energy(p) for p in test_paths])
+    bad_energy = np.mean([_highfreq_energy(p) for p in bad_paths])
+    assert bad_energy < 0.5 * test_energy
+    # ... and every image is saved at a lower JPEG quality than any test image.
+    assert min(map(_mean_quant_step, bad_paths)) > max(
+        map(_mean_quant_step, test_paths)
+    )
+
+
+def test_degrade_leaves_other_splits_byte_identical(
+    dataset: tuple[Path, dict[str, int]], degraded: tuple[Path, dict[str, int]]
+) -> None:
+    plain, _ = dataset
+    out, _ = degraded
+    for split in SPLITS:
+        assert _file_bytes(out / split) == _file_bytes(plain / split), split
+    assert not (plain / DEGRADED_SPLIT).exists()
+    plain_cfg = json.loads((plain / "synth_config.json").read_text(encoding="utf-8"))
+    assert not [key for key in plain_cfg if key.startswith("degrade")]
+
+
+def test_degraded_split_byte_identical_per_seed(
+    tmp_path: Path, degraded: tuple[Path, dict[str, int]]
+) -> None:
+    out, _ = degraded
+    again = tmp_path / "again"
+    generate_dataset(_config(again, degrade=True, workers=2))
+    assert _file_bytes(again) == _file_bytes(out)
+    other = tmp_path / "other"
+    generate_dataset(_config(other, degrade=True, seed=8, classes=("7",)))
+    name = f"{DEGRADED_SPLIT}/images/7_00000.jpg"
+    assert (other / name).read_bytes() != (out / name).read_bytes()
+
+
+def test_overwrite_without_degrade_removes_degraded_split(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    argv = ["--out", str(out), "--per-class", "2", "--classes", "5", "--workers", "1"]
+    assert main([*argv, "--degrade", "--quiet"]) == 0
+    assert (out / DEGRADED_SPLIT / "annotations.jsonl").is_file()
+    assert main([*argv, "--quiet"]) == 2  # a different configuration
+    assert main([*argv, "--overwrite", "--quiet"]) == 0
+    assert not (out / DEGRADED_SPLIT).exists()
+    assert dataset_is_complete(SynthConfig(out_dir=out, per_class=2, classes=("5",)))
+
+
+def test_degraded_falls_back_to_condensed_train_fonts(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, fonts=("DejaVuSans-Bold", *DEGRADED_FONTS), degrade=True)
+    assert set(degraded_fonts(cfg)) == set(cfg.fonts)
+    fallback = degraded_config(cfg, unseen_fonts=False)
+    assert fallback.condense_range[1] < cfg.condense_range[0]
+    assert degraded_config(cfg, unseen_fonts=True).condense_range == cfg.condense_range
+    img, meta = render_sample(cfg, "42", split=DEGRADED_SPLIT)
+    assert img.height == IMAGE_SIZE
+    assert meta["font"] in cfg.fonts

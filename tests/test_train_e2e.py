@@ -65,13 +65,14 @@ def test_run_folder_has_the_expected_files(run_dir: Path) -> None:
 
 def test_labels_mapping_describes_classes_and_preprocessing(run_dir: Path) -> None:
     mapping = json.loads((run_dir / "labels_mapping.json").read_text())
-    assert mapping["num_classes"] == 3
-    assert mapping["class_to_idx"] == {"": 0, "23": 1, "7": 2}
-    assert mapping["idx_to_class"] == {"0": "", "1": "23", "2": "7"}
+    assert mapping["format_version"] == 2
+    assert mapping["arch"] == "resnet18"
+    assert mapping["class_names"] == ["", "23", "7"]
     assert mapping["image_size"] == 24
-    assert mapping["normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
-    assert mapping["preprocessing"]["resize"]["size"] == [24, 24]
-    assert mapping["preprocessing"]["resize"]["mode"] == "squash"
+    assert mapping["resize_mode"] == "squash"
+    assert mapping["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert mapping["std"] == pytest.approx([0.229, 0.224, 0.225])
+    assert (mapping["input_name"], mapping["output_name"]) == ("input", "logits")
 
 
 def test_metrics_json_has_final_numbers(run_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""Atomic writes, ConfigStore registration, labels mapping round trip."""
+"""Atomic writes and ConfigStore registration."""
 
 from __future__ import annotations
 
@@ -13,14 +13,12 @@ from typing import Any
 import pytest
 from hydra.core.config_store import ConfigStore
 
-from classifier_training.config import DataModuleConfig
-from classifier_training.labels_mapping import read_labels_mapping, write_labels_mapping
-from classifier_training.utils.hydra import config_node_for, register
-from classifier_training.utils.io import (
+from classifier_training.core.io import (
     atomic_path,
     atomic_write_json,
     atomic_write_text,
 )
+from classifier_training.utils.hydra import config_node_for, register
 
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
@@ -190,25 +188,3 @@ def test_register_requires_defaults() -> None:
 
     with pytest.raises(TypeError, match="'size' needs a default"):
         config_node_for(NoDefault)
-
-
-def test_labels_mapping_round_trip(tmp_path: Path) -> None:
-    config = DataModuleConfig(
-        data_root=tmp_path, image_size=48, resize_mode="letterbox"
-    )
-    path = write_labels_mapping(tmp_path, {"7": 2, "": 0, "10": 1}, config)
-    mapping = read_labels_mapping(path)
-    assert path.name == "labels_mapping.json"
-    assert list(mapping["class_to_idx"]) == ["", "10", "7"]
-    assert mapping["idx_to_class"]["0"] == ""
-    assert mapping["preprocessing"]["resize"]["mode"] == "letterbox"
-    assert mapping["preprocessing"]["resize"]["pad_color"] == [124, 116, 104]
-
-
-def test_broken_labels_mapping_is_named(tmp_path: Path) -> None:
-    path = tmp_path / "labels_mapping.json"
-    path.write_text('{"num_classes": 2}')
-    with pytest.raises(
-        ValueError, match=f"{path}: labels mapping lacks 'idx_to_class'"
-    ):
-        read_labels_mapping(path)

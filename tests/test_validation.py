@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from classifier_training.config import DataModuleConfig
+from classifier_training.core.readers import DataError, read_split
+from classifier_training.core.validation import validate_dataset
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.data.dataset import JerseyNumberDataset
-from classifier_training.data.readers import DataError, read_split
-from classifier_training.data.validation import validate_dataset
 from tests.helpers import make_folder_dataset, make_jsonl_dataset
 from tests.test_image_io import write_png_header
 
@@ -41,7 +41,7 @@ def row(image: str, label: object = "7") -> str:
 def setup_error(root: Path, **overrides: object) -> str:
     config = DataModuleConfig(data_root=root, image_size=16, **overrides)  # type: ignore[arg-type]
     with pytest.raises(DataError) as info:
-        ImageFolderDataModule(config).setup()
+        ImageFolderDataModule(config, arch="resnet18").setup()
     return str(info.value)
 
 
@@ -207,7 +207,9 @@ def test_duplicate_rows_are_warnings_not_errors(jsonl_root: Path) -> None:
         for t in texts
     )
     assert any(t.startswith(f"{jsonl}:20: warning: image c1_1.png") for t in texts)
-    dm = ImageFolderDataModule(DataModuleConfig(data_root=jsonl_root, image_size=16))
+    dm = ImageFolderDataModule(
+        DataModuleConfig(data_root=jsonl_root, image_size=16), arch="resnet18"
+    )
     dm.setup()
     assert len(dm.datasets["train"]) == 20
 
@@ -217,7 +219,7 @@ def test_skip_leaves_out_unreadable_images_and_counts_them(jsonl_root: Path) -> 
     (images / "c1_0.png").write_bytes(b"")
     (images / "c2_0.png").write_text("not an image", encoding="utf-8")
     config = DataModuleConfig(data_root=jsonl_root, image_size=16, on_bad_image="skip")
-    dm = ImageFolderDataModule(config)
+    dm = ImageFolderDataModule(config, arch="resnet18")
     dm.setup()
     assert len(dm.datasets["train"]) == 16
     skipped = dm.summary()["skipped_images"]
@@ -233,7 +235,9 @@ def test_skip_leaves_out_unreadable_images_and_counts_them(jsonl_root: Path) -> 
 
 
 def test_image_failing_at_load_time(jsonl_root: Path) -> None:
-    dm = ImageFolderDataModule(DataModuleConfig(data_root=jsonl_root, image_size=16))
+    dm = ImageFolderDataModule(
+        DataModuleConfig(data_root=jsonl_root, image_size=16), arch="resnet18"
+    )
     dm.setup()
     train = dm.datasets["train"]
     broken = train.samples[3]
@@ -250,7 +254,9 @@ def test_image_failing_at_load_time(jsonl_root: Path) -> None:
 
 
 def test_transform_errors_are_not_taken_for_bad_images(jsonl_root: Path) -> None:
-    dm = ImageFolderDataModule(DataModuleConfig(data_root=jsonl_root, image_size=16))
+    dm = ImageFolderDataModule(
+        DataModuleConfig(data_root=jsonl_root, image_size=16), arch="resnet18"
+    )
     dm.setup()
     train = dm.datasets["train"]
 

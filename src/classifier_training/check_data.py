@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from classifier_training.data.readers import Problem, display_name
-from classifier_training.data.validation import (
+from classifier_training.core.errors import UsageError, run_command
+from classifier_training.core.readers import Problem, display_name
+from classifier_training.core.validation import (
     DataReport,
     describe_counts,
     leakage_groups,
@@ -171,14 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         0 when no error was found, 1 on errors, 2 on bad usage.
     """
     args = build_parser().parse_args(argv)
+    return run_command(lambda: _check(args))
+
+
+def _check(args: argparse.Namespace) -> int:
     if not args.data_root.is_dir():
-        print(
-            f"error: {args.data_root}: data root folder does not exist", file=sys.stderr
-        )
-        return 2
+        raise UsageError(f"{args.data_root}: data root folder does not exist")
     if args.workers is not None and args.workers < 1:
-        print("error: --workers must be >= 1", file=sys.stderr)
-        return 2
+        raise UsageError("--workers must be >= 1")
     result = audit(args.data_root, args.workers, show_progress=not args.json)
     if args.json:
         print(json.dumps(result, indent=2))

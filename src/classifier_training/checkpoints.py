@@ -1,19 +1,26 @@
-"""Reading this project's Lightning checkpoints safely, for export and inference.
+"""Rebuilding a trained network from a checkpoint of this project, safely and alone.
 
-Checkpoints are loaded with ``torch.load(weights_only=True)``: no arbitrary pickles.
-Their ``state_dict`` holds the weights Lightning evaluated, which are the EMA
-weights when the run averaged weights (the raw ones sit in ``current_model_state``
-and are ignored). Checkpoints written while the ``onnx_export`` callback is active
-also carry the full labels mapping under ``checkpoint["labels_mapping"]`` and the
-model class under ``checkpoint["model_class"]``, so a copied ``best.ckpt`` is
-usable on its own.
+Why not ``LightningModule.load_from_checkpoint(..., weights_only=True)``: it needs
+the training class and every constructor argument (loss weights, optimizer
+recipe, metrics), and builds all of it, to get at a network. What export and
+inference need is the network and its :class:`DeploymentContract`, both of which
+the checkpoint holds on its own: the contract in the data module's state (see
+:meth:`~classifier_training.data.datamodule.ImageFolderDataModule.state_dict`),
+the weights under ``state_dict["network.*"]``. So this module loads with
+``torch.load(weights_only=True)`` (no arbitrary pickles), builds the network with
+:func:`~classifier_training.models.factory.build_network` from ``contract.arch``
+and loads those weights: the EMA weights when the run averaged weights (the
+ones Lightning evaluated; the raw ones sit in ``current_model_state`` and are
+ignored). Bad files become one-line :class:`CheckpointError` messages.
+
+Checkpoints written before the contract existed carry a format-1 mapping and
+the model class (when the ONNX callback was on); they still load. Older ones
+say so.
 """
 
 from __future__ import annotations
 
-import copy
-import importlib
-import inspect
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,190 +29,158 @@ from typing import Any
 import torch
 from torch import nn
 
-from classifier_training.labels_mapping import (
-    LABELS_MAPPING_FILE,
-    mapping_candidates,
-    read_labels_mapping,
+from classifier_training.core.contract import (
+    CHECKPOINT_STATE_KEY,
+    DeploymentContract,
+    LabelsMappingError,
+    parse_contract,
 )
-from classifier_training.models import BaseClassificationModel, ImageClassifier
+from classifier_training.core.errors import ClassifierError
+from classifier_training.models.factory import build_network
 
-CHECKPOINT_MAPPING_KEY = "labels_mapping"
-CHECKPOINT_CLASS_KEY = "model_class"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or its labels mapping cannot be used (message names the file)."""
-
-
-@dataclass
-class CheckpointModel:
-    """A network rebuilt from a Lightning checkpoint of this project.
-
-    Attributes:
-        network: The network holding the checkpoint's ``state_dict`` weights (the
-            EMA weights when EMA was on), in eval mode on the CPU, float32.
-        hparams: The checkpoint's hyper-parameters.
-        model_class: Dotted path of the ``BaseClassificationModel`` subclass.
-        labels_mapping: The labels mapping stored in the checkpoint, if any.
-    """
-
-    network: nn.Module
-    hparams: dict[str, Any]
-    model_class: str
-    labels_mapping: dict[str, Any] | None
-
-
-def model_class_path(module: nn.Module) -> str:
-    """``package.module.ClassName`` of a model (stored in checkpoints)."""
-    return f"{type(module).__module__}.{type(module).__qualname__}"
-
-
-def _import_model_class(path: str, checkpoint: Path) -> type[BaseClassificationModel]:
-    module_name, _, class_name = path.rpartition(".")
-    if not module_name.startswith("classifier_training."):
-        raise CheckpointError(f"{checkpoint}: refusing to import model class {path!r}")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError):
-        raise CheckpointError(f"{checkpoint}: unknown model class {path!r}") from None
-    if not (isinstance(cls, type) and issubclass(cls, BaseClassificationModel)):
-        raise CheckpointError(
-            f"{checkpoint}: {path!r} is not a BaseClassificationModel"
-        )
-    return cls
-
-
-# Classes of earlier versions: one per ResNet, now ``ImageClassifier(arch=...)``.
-_OLD_CLASSES = {
-    f"classifier_training.models.resnet.ResNet{depth}ClassificationModel": (
-        f"resnet{depth}"
-    )
-    for depth in (18, 34, 50)
+NETWORK_PREFIX = "network."
+#: Checkpoints of format 1 (before the contract) stored these two entries.
+LEGACY_MAPPING_KEY = "labels_mapping"
+LEGACY_CLASS_KEY = "model_class"
+LEGACY_ARCHS = {
+    "classifier_training.models.resnet.ResNet18ClassificationModel": "resnet18",
+    "classifier_training.models.resnet.ResNet34ClassificationModel": "resnet34",
+    "classifier_training.models.resnet.ResNet50ClassificationModel": "resnet50",
 }
 
 
-def _candidates(
-    checkpoint: Path, stored: str | None, hparams: dict[str, Any]
-) -> list[tuple[type[BaseClassificationModel], dict[str, Any]]]:
-    if stored in _OLD_CLASSES:
-        return [(ImageClassifier, {**hparams, "arch": _OLD_CLASSES[stored]})]
-    if stored is not None:
-        return [(_import_model_class(stored, checkpoint), hparams)]
-    # Without a class name: the architecture whose keys and shapes fit the
-    # weights exactly is the one (the recorded arch first).
-    archs = [hparams["arch"]] if "arch" in hparams else []
-    archs += [a for a in _OLD_CLASSES.values() if a not in archs]
-    return [(ImageClassifier, {**hparams, "arch": arch}) for arch in archs]
+class CheckpointError(ClassifierError):
+    """A file is not a usable checkpoint of this project (message names the file)."""
 
 
-def _known_args(cls: type, hparams: dict[str, Any]) -> dict[str, Any]:
-    """Drop hyper-parameters of earlier versions (e.g. ``learning_rate``)."""
-    names = inspect.signature(cls).parameters
-    return {k: v for k, v in hparams.items() if k in names}
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A network rebuilt from a checkpoint, with its deployment contract.
+
+    Attributes:
+        network: The checkpoint's evaluated (EMA) weights, in eval mode on the
+            CPU, float32.
+        contract: The deployment contract it was trained with.
+    """
+
+    network: nn.Module
+    contract: DeploymentContract
 
 
-def load_checkpoint_model(path: Path) -> CheckpointModel:
-    """Rebuild the network of a checkpoint (loaded with ``weights_only=True``).
-
-    Args:
-        path: A ``.ckpt`` file written by ``classifier-train``.
-
-    Returns:
-        The network with the checkpoint's ``state_dict`` weights and its metadata.
+def read_checkpoint(path: Path) -> Mapping[str, Any]:
+    """Load a checkpoint file with ``torch.load(weights_only=True)``.
 
     Raises:
-        CheckpointError: If the file is missing, unreadable, or fits no known model.
+        CheckpointError: If the file is missing, not a checkpoint, or holds
+            objects that cannot be loaded safely.
     """
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
         checkpoint: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling errors have many types
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(
+                f"{path}: not a checkpoint (not a PyTorch file)"
+            ) from None
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CheckpointError(
-            f"{path}: cannot load checkpoint safely (weights_only): {error}"
+            f"{path}: not a checkpoint that loads safely with weights_only ({reason})"
         ) from None
     if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    hparams = dict(checkpoint.get("hyper_parameters") or {})
-    if "num_classes" not in hparams:
-        raise CheckpointError(f"{path}: checkpoint hyper-parameters lack num_classes")
-    hparams.update(pretrained=False, weights_path=None)  # weights come from here
-    state = checkpoint["state_dict"]
-    errors: list[str] = []
-    stored = checkpoint.get(CHECKPOINT_CLASS_KEY)
-    for cls, args in _candidates(path, stored, hparams):
-        try:
-            model = cls(**_known_args(cls, args))
-            model.load_state_dict(state, strict=True)
-        except (RuntimeError, TypeError, ValueError) as error:
-            name = args.get("arch", cls.__name__)
-            errors.append(f"{name}: {str(error).splitlines()[0]}")
-            continue
-        mapping = checkpoint.get(CHECKPOINT_MAPPING_KEY)
-        network = copy.deepcopy(model.network).to(device="cpu", dtype=torch.float32)
-        return CheckpointModel(
-            network=network.eval(),
-            hparams=args,
-            model_class=model_class_path(model),
-            labels_mapping=dict(mapping) if mapping is not None else None,
-        )
-    raise CheckpointError(f"{path}: weights fit no known model ({'; '.join(errors)})")
+    return checkpoint
 
 
-def resolve_labels_mapping(
-    checkpoint_path: Path, loaded: CheckpointModel, explicit: Path | None = None
-) -> tuple[dict[str, Any], str]:
-    """The labels mapping for a checkpoint, checked against its classes.
+def checkpoint_contract(
+    checkpoint: Mapping[str, Any], path: Path
+) -> DeploymentContract:
+    """The deployment contract stored in a loaded checkpoint.
 
-    Order: ``explicit`` file, the mapping stored in the checkpoint, then the
-    places :func:`~classifier_training.labels_mapping.mapping_candidates` lists
-    (beside the checkpoint, then the run folder of ``RUN/checkpoints/x.ckpt``).
-
-    Args:
-        checkpoint_path: The ``.ckpt`` file.
-        loaded: Its :func:`load_checkpoint_model` result.
-        explicit: A mapping file given by the user.
-
-    Returns:
-        The mapping and where it came from (a file, or the checkpoint).
+    Lightning stores the data module's state under the data module's class
+    name; the entry holding :data:`CHECKPOINT_STATE_KEY` is the one.
 
     Raises:
-        CheckpointError: If none is found or it disagrees with the checkpoint.
+        CheckpointError: If the checkpoint carries none (too old) or a broken one.
     """
-    mapping: dict[str, Any] | None = None
-    source = str(checkpoint_path)
-    if explicit is not None:
-        if not explicit.is_file():
-            raise CheckpointError(f"{explicit}: labels mapping file not found")
-        mapping, source = read_labels_mapping(explicit), str(explicit)
-    elif loaded.labels_mapping is not None:
-        mapping = loaded.labels_mapping
-    else:
-        candidates = mapping_candidates(checkpoint_path)
-        for candidate in candidates:
-            if candidate.is_file():
-                mapping, source = read_labels_mapping(candidate), str(candidate)
-                break
-        else:
-            raise CheckpointError(
-                f"{checkpoint_path}: no {LABELS_MAPPING_FILE} in the checkpoint or in "
-                f"{', '.join(str(c.parent) for c in candidates)}; pass the run's "
-                f"{LABELS_MAPPING_FILE} with --labels-mapping"
-            )
-    assert mapping is not None
-    num_classes = loaded.hparams["num_classes"]
-    if mapping["num_classes"] != num_classes:
+    try:
+        for value in checkpoint.values():
+            if isinstance(value, Mapping) and CHECKPOINT_STATE_KEY in value:
+                return parse_contract(value[CHECKPOINT_STATE_KEY], str(path))
+        legacy = checkpoint.get(LEGACY_MAPPING_KEY)
+        arch = LEGACY_ARCHS.get(str(checkpoint.get(LEGACY_CLASS_KEY)))
+        if legacy is not None and arch is not None:
+            contract = parse_contract(legacy, str(path))
+            return contract.model_copy(update={"arch": arch})
+    except LabelsMappingError as error:
+        raise CheckpointError(str(error)) from None
+    raise CheckpointError(
+        f"{path}: checkpoint too old: it records neither its classes nor its "
+        "architecture (written before the deployment contract, without the "
+        "onnx_export callback); export it with the version that trained it"
+    )
+
+
+def network_state(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The network's weights (``network.*`` of ``state_dict``, prefix removed)."""
+    return {
+        key[len(NETWORK_PREFIX) :]: value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith(NETWORK_PREFIX)
+    }
+
+
+def load_checkpoint(path: Path) -> LoadedCheckpoint:
+    """Rebuild the network of a checkpoint and read its contract.
+
+    Args:
+        path: A ``.ckpt`` file written by ``classifier-train``.
+
+    Returns:
+        The network (evaluated weights, eval mode, CPU, float32) and contract.
+
+    Raises:
+        CheckpointError: If the file is missing, not a checkpoint, too old, or
+            its weights do not fit its architecture.
+    """
+    checkpoint = read_checkpoint(path)
+    contract = checkpoint_contract(checkpoint, path)
+    assert contract.arch is not None  # contracts of checkpoints always name it
+    network = build_network(contract.arch, contract.num_classes, pretrained=False)
+    try:
+        network.load_state_dict(network_state(checkpoint), strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
         raise CheckpointError(
-            f"{source}: {mapping['num_classes']} classes, but {checkpoint_path} "
-            f"has {num_classes}; the mapping belongs to another run"
-        )
-    names = loaded.hparams.get("class_names")
-    if names is not None:
-        mapped = [mapping["idx_to_class"][str(i)] for i in range(len(names))]
-        if mapped != list(names):
-            raise CheckpointError(
-                f"{source}: class names {mapped[:5]}... differ from those in "
-                f"{checkpoint_path} {list(names)[:5]}...; the mapping belongs to "
-                "another run"
-            )
-    return mapping, source
+            f"{path}: weights do not fit {contract.arch} with "
+            f"{contract.num_classes} classes ({first})"
+        ) from None
+    return LoadedCheckpoint(
+        network=network.to(device="cpu", dtype=torch.float32).eval(),
+        contract=contract,
+    )
+
+
+def load_network_weights(network: nn.Module, path: Path) -> nn.Module:
+    """Load a checkpoint's network weights into ``network`` (same architecture).
+
+    Used by the ONNX export at the end of fit, where the network already exists.
+
+    Args:
+        network: A network of the checkpoint's architecture.
+        path: The checkpoint.
+
+    Returns:
+        ``network``, holding the checkpoint's weights.
+
+    Raises:
+        CheckpointError: If the file is not a checkpoint or the weights do not fit.
+    """
+    state = network_state(read_checkpoint(path))
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{path}: weights do not fit the network ({str(error).splitlines()[0]})"
+        ) from None
+    return network

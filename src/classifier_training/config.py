@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from classifier_training.core.errors import ClassifierError
+from classifier_training.core.validation import BadImagePolicy
 
-BadImagePolicy = Literal["error", "skip"]  # data.on_bad_image
 CacheMode = Literal["none", "ram", "disk", "auto"]  # data.cache
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

@@ -1,18 +1,17 @@
 """ONNX export with an onnxruntime check, and the ``classifier-export`` CLI.
 
-``model.onnx`` is one self-contained file (no external data): input ``input``
-(``N x 3 x H x W`` float32, normalised as ``labels_mapping.json`` says), output
-``logits`` (``N x num_classes``), dynamic batch axis. Before a file is kept it is
-run with onnxruntime against PyTorch at batch 1 and at a larger batch; the maximum
-absolute logit difference must be within ``atol`` and the argmax identical. A
-failed check raises :class:`OnnxVerificationError` and leaves nothing at the
-destination (the file is written to a temporary name and renamed only after the
-check passes).
+``model.onnx`` is one self-contained file (no external data): input
+``contract.input_name`` (``N x 3 x H x W`` float32, normalised as the contract
+says), output ``contract.output_name`` (``N x num_classes`` logits), dynamic batch
+axis. Before a file is kept it is run with onnxruntime against PyTorch at batch 1
+and at a larger batch; the maximum absolute logit difference must be within
+``atol`` and the argmax identical. A failed check raises
+:class:`OnnxVerificationError` and leaves nothing at the destination (the file is
+written to a temporary name and renamed only after the check passes).
 
-``classifier-export`` rebuilds the network of a checkpoint and finds its labels
-mapping (image size, normalisation) as :mod:`classifier_training.checkpoints`
-describes: ``--labels-mapping FILE``, else the mapping stored in the checkpoint,
-else the run folder's ``labels_mapping.json``.
+``classifier-export`` rebuilds the network of a checkpoint from the deployment
+contract it carries (:mod:`classifier_training.checkpoints`) and writes
+``labels_mapping.json`` beside the ONNX file.
 """
 
 from __future__ import annotations
@@ -21,43 +20,37 @@ import argparse
 import copy
 import io
 import logging
-import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
-from classifier_training.checkpoints import (
-    load_checkpoint_model,
-    resolve_labels_mapping,
-)
-from classifier_training.config import DataModuleConfig
-from classifier_training.inference.preprocess import Preprocessor
-from classifier_training.labels_mapping import (
+from classifier_training.checkpoints import load_checkpoint
+from classifier_training.core.contract import (
     LABELS_MAPPING_FILE,
+    DeploymentContract,
     write_labels_mapping,
 )
-from classifier_training.utils.io import atomic_path, atomic_write_json
+from classifier_training.core.errors import ClassifierError, run_command
+from classifier_training.core.io import atomic_path
+from classifier_training.core.preprocessing import Preprocessor
+from classifier_training.inference.runtime import open_session
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 MAX_BATCH = 4096
 DEFAULT_ATOL = 1e-4
 VERIFY_BATCH = 8
 
 
-class OnnxVerificationError(RuntimeError):
+class OnnxVerificationError(ClassifierError):
     """The exported ONNX model does not reproduce the PyTorch model."""
 
 
-class ExportError(ValueError):
+class ExportError(ClassifierError):
     """A checkpoint or labels mapping cannot be exported (message names the file)."""
 
 
@@ -97,16 +90,6 @@ def _cpu_fp32_eval(network: nn.Module) -> nn.Module:
     return copy.deepcopy(network).to(device="cpu", dtype=torch.float32).eval()
 
 
-def _session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2  # checks are tiny; don't grab every core
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(
-        str(path), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-
-
 def verification_batches(
     images: torch.Tensor | None, image_size: int, batch: int = VERIFY_BATCH
 ) -> torch.Tensor:
@@ -139,6 +122,7 @@ def verify_onnx(
     onnx_path: Path,
     reference: nn.Module,
     images: torch.Tensor,
+    contract: DeploymentContract,
     atol: float = DEFAULT_ATOL,
 ) -> OnnxVerification:
     """Check an ONNX file against the PyTorch model it was exported from.
@@ -150,6 +134,7 @@ def verify_onnx(
         onnx_path: The ONNX file.
         reference: The PyTorch network (images to logits).
         images: Normalised images ``N x 3 x H x W`` with ``N >= 2``.
+        contract: The deployment contract (input and output names).
         atol: Largest allowed absolute logit difference.
 
     Returns:
@@ -181,12 +166,14 @@ def verify_onnx(
             f"{onnx_path}: weights stored outside the file ({external[:3]}); "
             "the export must be self-contained"
         )
-    session = _session(onnx_path)
+    # Checks are tiny: two threads, never every core of a training machine.
+    session = open_session(onnx_path, "cpu", intra_op_threads=2)
+    input_name, output_name = contract.input_name, contract.output_name
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
+    if inputs != [input_name] or outputs != [output_name]:
         raise OnnxVerificationError(
-            f"{onnx_path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, "
+            f"{onnx_path}: expected input {input_name!r} and output {output_name!r}, "
             f"got inputs {inputs} and outputs {outputs}"
         )
     model = _cpu_fp32_eval(reference)
@@ -197,7 +184,7 @@ def verify_onnx(
         batch = images[:size]
         with torch.no_grad():
             expected = model(batch).numpy()
-        (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})
+        (got,) = session.run([output_name], {input_name: batch.numpy()})
         if got.shape != expected.shape:
             raise OnnxVerificationError(
                 f"{onnx_path}: logits shape {got.shape} at batch {size}, PyTorch "
@@ -221,7 +208,7 @@ def verify_onnx(
 
 def export_onnx(
     network: nn.Module,
-    image_size: int,
+    contract: DeploymentContract,
     out_path: Path,
     verify_images: torch.Tensor | None = None,
     atol: float = DEFAULT_ATOL,
@@ -229,14 +216,14 @@ def export_onnx(
     """Export ``network`` to a self-contained, verified ONNX file.
 
     The network is exported in eval mode on the CPU in float32 (a copy; the
-    original is untouched) with ``torch.onnx.export(dynamo=True)``, input ``input``
-    with a dynamic batch axis (1 to 4096) and output ``logits``. The file is
+    original is untouched) with ``torch.onnx.export(dynamo=True)``, the contract's
+    input and output names and a dynamic batch axis (1 to 4096). The file is
     checked with :func:`verify_onnx` under a temporary name and only then renamed
     onto ``out_path``.
 
     Args:
         network: Maps normalised ``N x 3 x H x W`` images to ``N x C`` logits.
-        image_size: Input side (``data.image_size``).
+        contract: The deployment contract (input size, I/O names).
         out_path: Destination ``.onnx`` file.
         verify_images: Real normalised images to check with (first 8 used); noise
             fills up to 2 when fewer are given.
@@ -249,6 +236,7 @@ def export_onnx(
         OnnxVerificationError: If the check fails; ``out_path`` is then not written.
     """
     model = _cpu_fp32_eval(network)
+    image_size = contract.image_size
     images = verification_batches(verify_images, image_size)
     if tuple(images.shape[1:]) != (3, image_size, image_size):
         raise ValueError(
@@ -263,37 +251,30 @@ def export_onnx(
                 (images[:2],),
                 str(tmp),
                 dynamo=True,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
+                input_names=[contract.input_name],
+                output_names=[contract.output_name],
                 dynamic_shapes=({0: batch},),
                 external_data=False,
                 verbose=False,
             )
-        result = verify_onnx(tmp, model, images, atol=atol)
+        result = verify_onnx(tmp, model, images, contract, atol=atol)
     return result
 
 
-def load_images(
-    paths: Sequence[Path], mapping: Mapping[str, Any], source: str = "labels mapping"
-) -> torch.Tensor:
-    """Preprocess image files exactly as evaluation does (per the labels mapping).
-
-    Uses the deployment's own :class:`~classifier_training.inference.Preprocessor`
-    (resize mode, pad colour, interpolation and normalisation as the mapping says).
+def load_images(paths: Sequence[Path], contract: DeploymentContract) -> torch.Tensor:
+    """Preprocess image files exactly as evaluation does (per the contract).
 
     Args:
         paths: Image files.
-        mapping: The parsed labels mapping.
-        source: Where the mapping came from, for messages.
+        contract: The deployment contract.
 
     Returns:
         ``N x 3 x H x W`` float32 images.
 
     Raises:
         ExportError: Naming an image that cannot be read.
-        PreprocessingError: If the mapping describes unsupported preprocessing.
     """
-    preprocessor = Preprocessor.from_mapping(mapping, source)
+    preprocessor = Preprocessor.from_contract(contract)
     arrays = []
     for path in paths:
         try:
@@ -303,35 +284,50 @@ def load_images(
     return torch.from_numpy(np.stack(arrays))
 
 
+def write_deployment(
+    network: nn.Module,
+    contract: DeploymentContract,
+    onnx_path: Path,
+    verify_images: torch.Tensor | None = None,
+    atol: float = DEFAULT_ATOL,
+) -> OnnxVerification:
+    """Write a verified ``onnx_path`` and ``labels_mapping.json`` beside it.
+
+    Args:
+        network: The network to ship.
+        contract: Its deployment contract.
+        onnx_path: Destination ``.onnx`` file.
+        verify_images: Real normalised images to check with.
+        atol: Largest allowed absolute logit difference.
+
+    Returns:
+        The verification result.
+    """
+    result = export_onnx(network, contract, onnx_path, verify_images, atol)
+    write_labels_mapping(contract, onnx_path.parent / LABELS_MAPPING_FILE)
+    return result
+
+
 def export_checkpoint(
     checkpoint_path: Path,
     out_path: Path,
-    labels_mapping: Path | None = None,
     images: Sequence[Path] = (),
     atol: float = DEFAULT_ATOL,
 ) -> OnnxVerification:
     """Export a checkpoint to a verified ``out_path`` plus ``labels_mapping.json``.
 
     Args:
-        checkpoint_path: The ``.ckpt`` file.
+        checkpoint_path: The ``.ckpt`` file (it carries its contract).
         out_path: Destination ``.onnx``.
-        labels_mapping: Explicit ``labels_mapping.json`` (else found as documented
-            in the module docstring).
         images: Image files to verify with (else seeded noise).
         atol: Largest allowed absolute logit difference.
 
     Returns:
         The verification result.
     """
-    loaded = load_checkpoint_model(checkpoint_path)
-    mapping, source = resolve_labels_mapping(checkpoint_path, loaded, labels_mapping)
-    verify = load_images(images, mapping, source) if images else None
-    result = export_onnx(
-        loaded.network, int(mapping["image_size"]), out_path, verify, atol=atol
-    )
-    # The mapping is written as read (same content train.py writes).
-    atomic_write_json(out_path.parent / LABELS_MAPPING_FILE, mapping)
-    return result
+    loaded = load_checkpoint(checkpoint_path)
+    verify = load_images(images, loaded.contract) if images else None
+    return write_deployment(loaded.network, loaded.contract, out_path, verify, atol)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,17 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Export a classifier-train checkpoint (its EMA weights when EMA "
         "was on) to one self-contained ONNX file, verify it with onnxruntime "
         "against PyTorch, and write labels_mapping.json beside it.",
+        epilog="Exit status: 0 exported, 2 unusable checkpoint or failed check.",
     )
     parser.add_argument("checkpoint", type=Path, help="a .ckpt file")
     parser.add_argument(
         "--out", type=Path, default=Path("model.onnx"), help="ONNX file to write"
-    )
-    parser.add_argument(
-        "--labels-mapping",
-        type=Path,
-        default=None,
-        help="labels_mapping.json for checkpoints that do not carry one "
-        "(default: found in the checkpoint or its run folder)",
     )
     parser.add_argument(
         "--images",
@@ -364,48 +354,17 @@ def main(argv: list[str] | None = None) -> int:
         "--atol", type=float, default=DEFAULT_ATOL, help="max abs logit difference"
     )
     args = parser.parse_args(argv)
-    try:
-        result = export_checkpoint(
-            args.checkpoint, args.out, args.labels_mapping, args.images, args.atol
+
+    def export() -> int:
+        result = export_checkpoint(args.checkpoint, args.out, args.images, args.atol)
+        print(
+            f"wrote {args.out} and {args.out.parent / LABELS_MAPPING_FILE} "
+            f"(verified at batch sizes {list(result.batch_sizes)}, max abs logit "
+            f"difference {result.max_abs_diff:.2e})"
         )
-    # CheckpointError and ExportError are ValueErrors, as are bad mapping files.
-    except (OnnxVerificationError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(
-        f"wrote {args.out} and {args.out.parent / LABELS_MAPPING_FILE} "
-        f"(verified at batch sizes {list(result.batch_sizes)}, max abs logit "
-        f"difference {result.max_abs_diff:.2e})"
-    )
-    return 0
+        return 0
 
-
-def write_deployment(
-    network: nn.Module,
-    out_dir: Path,
-    class_to_idx: dict[str, int],
-    config: DataModuleConfig,
-    verify_images: torch.Tensor | None = None,
-    atol: float = DEFAULT_ATOL,
-) -> OnnxVerification:
-    """Write ``model.onnx`` (verified) and ``labels_mapping.json`` into ``out_dir``.
-
-    Args:
-        network: The network to ship.
-        out_dir: Destination folder.
-        class_to_idx: Class name to output index.
-        config: The ``DataModuleConfig`` (image size, normalisation).
-        verify_images: Real normalised images to check with.
-        atol: Largest allowed absolute logit difference.
-
-    Returns:
-        The verification result.
-    """
-    result = export_onnx(
-        network, config.image_size, out_dir / "model.onnx", verify_images, atol
-    )
-    write_labels_mapping(out_dir / LABELS_MAPPING_FILE, class_to_idx, config)
-    return result
+    return run_command(export)
 
 
 if __name__ == "__main__":

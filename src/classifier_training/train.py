@@ -40,12 +40,11 @@ from classifier_training.config import (
     load_data_config,
 )
 from classifier_training.core.errors import USER_ERROR_EXIT_CODE, ClassifierError
+from classifier_training.core.io import atomic_path, atomic_write_json
 from classifier_training.data.datamodule import ImageFolderDataModule
-from classifier_training.labels_mapping import write_labels_mapping
 from classifier_training.models.base import BaseClassificationModel
 from classifier_training.models.factory import default_normalization
 from classifier_training.utils.hydra import register_settings
-from classifier_training.utils.io import atomic_path, atomic_write_json
 
 METRICS_FILE = "metrics.json"
 CSV_METRICS_FILE = "metrics.csv"
@@ -331,9 +330,6 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule)
-    write_labels_mapping(
-        output_dir / "labels_mapping.json", datamodule.class_to_idx, datamodule.config
-    )
     loggers = build_loggers(cfg)
     callbacks = build_callbacks(cfg, with_loggers=bool(loggers))
     checkpoint = find_checkpoint_callback(callbacks)

@@ -1,4 +1,4 @@
-"""Helpers shared by the artifact callbacks: when to act, where to write, figures."""
+"""Helpers shared by the artifact callbacks: when to act, what data, which loggers."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
-from matplotlib.figure import Figure
 
+from classifier_training.core.readers import display_name
 from classifier_training.data.datamodule import ImageFolderDataModule
-from classifier_training.data.readers import display_name
-from classifier_training.utils.io import atomic_path
-
-# One look for every figure: small and light so that per-epoch plots stay cheap.
-DPI = 100
+from classifier_training.types import TrainingData
 
 
 def is_fitting(trainer: L.Trainer) -> bool:
@@ -32,23 +29,6 @@ def epoch_dir(output_dir: Path, epoch: int) -> Path:
     return output_dir / f"epoch_{epoch:03d}"
 
 
-def save_figure(figure: Figure, path: Path, dpi: int = DPI) -> Path:
-    """Save ``figure`` as PNG atomically (a killed run never leaves half a file).
-
-    Args:
-        figure: The figure (created with ``matplotlib.figure.Figure``; no pyplot,
-            so nothing global is touched and no GUI backend is needed).
-        path: The destination ``.png``.
-        dpi: Resolution.
-
-    Returns:
-        ``path``.
-    """
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=dpi)
-    return path
-
-
 def wandb_loggers(trainer: L.Trainer) -> list[Any]:
     """The active ``WandbLogger`` instances of ``trainer`` (empty when none)."""
     try:
@@ -58,8 +38,36 @@ def wandb_loggers(trainer: L.Trainer) -> list[Any]:
     return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
 
 
+def best_checkpoint_callback(callbacks: list[Any]) -> ModelCheckpoint | None:
+    """The first ``ModelCheckpoint`` that monitors a metric: it keeps the best weights.
+
+    ``train.py`` (which requires one) and the ONNX export (which exports its best
+    checkpoint) both ask here.
+    """
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor:
+            return callback
+    return None
+
+
+def training_data(trainer: L.Trainer, who: str) -> TrainingData:
+    """The trainer's data module, as the :class:`TrainingData` the callbacks read.
+
+    Raises:
+        RuntimeError: Naming the callback, when fit was given no such data module.
+    """
+    datamodule = getattr(trainer, "datamodule", None)
+    if not isinstance(datamodule, TrainingData):
+        raise RuntimeError(
+            f"{who} needs a data module with a deployment contract (e.g. "
+            f"ImageFolderDataModule), got {type(datamodule).__name__}"
+        )
+    return datamodule
+
+
 def get_datamodule(trainer: L.Trainer, who: str) -> ImageFolderDataModule:
-    """The trainer's ``ImageFolderDataModule`` (the artifact callbacks read it).
+    """The trainer's ``ImageFolderDataModule`` (for the sampler monitor, which reads
+    the concrete sampler).
 
     Raises:
         RuntimeError: Naming the callback, when fit was not given one.
@@ -71,6 +79,11 @@ def get_datamodule(trainer: L.Trainer, who: str) -> ImageFolderDataModule:
             f"got {type(datamodule).__name__}"
         )
     return datamodule
+
+
+def display_names(data: TrainingData) -> list[str]:
+    """Display names (``<empty>`` for ``""``) of the run's classes, by index."""
+    return [display_name(name) for name in data.contract.class_names]
 
 
 def class_names(pl_module: L.LightningModule) -> list[str]:

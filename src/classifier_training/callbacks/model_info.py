@@ -8,51 +8,51 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from rich.console import Console
-from rich.table import Table
+from lightning.pytorch.utilities.model_summary.model_summary import ModelSummary
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from classifier_training.callbacks._common import get_datamodule, should_write
-from classifier_training.checkpoints import model_class_path
-from classifier_training.labels_mapping import LABELS_MAPPING_FILE, write_labels_mapping
-from classifier_training.utils.io import atomic_write_json
+from classifier_training.callbacks._common import should_write, training_data
+from classifier_training.core.io import atomic_write_json
+from classifier_training.plots import print_model_table
 
 JSON_NAME = "model_info.json"
 
 
-def count_flops(network: nn.Module, image_size: int) -> int:
-    """FLOPs of one forward pass on a ``1 x 3 x S x S`` input.
+def summarize_model(pl_module: L.LightningModule, image_size: int) -> ModelSummary:
+    """Lightning's ``ModelSummary`` with FLOPs for one ``1 x 3 x S x S`` image.
 
-    Counted by ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add is 2
-    FLOPs). Runs in eval mode without gradients, so BatchNorm statistics are not
-    touched; the training mode is restored afterwards.
+    The FLOPs are counted by Lightning (``torch.utils.flop_counter``, a
+    multiply-add is 2 FLOPs) on ``example_input_array``, in eval mode without
+    gradients; when the module sets no example input, a zero image is lent to it
+    for the count and taken back afterwards.
 
     Args:
-        network: The network.
+        pl_module: The Lightning module (its ``forward`` maps images to logits).
         image_size: Input side.
 
     Returns:
-        Total FLOPs.
+        The summary (``total_flops``, ``total_parameters``, ...).
     """
-    parameter = next(network.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    was_training = network.training
-    network.eval()
+    own = pl_module.example_input_array
+    if own is None:
+        parameter = next(pl_module.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+        pl_module.example_input_array = torch.zeros(
+            1, 3, image_size, image_size, device=device
+        )
     try:
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            network(torch.zeros(1, 3, image_size, image_size, device=device))
+        return ModelSummary(pl_module, max_depth=1)
     finally:
-        network.train(was_training)
-    return int(counter.get_total_flops())
+        if own is None:
+            pl_module.example_input_array = None
 
 
-def describe_model(network: nn.Module, image_size: int) -> dict[str, Any]:
-    """Parameter counts, size and FLOPs of ``network``.
+def describe_model(pl_module: L.LightningModule, image_size: int) -> dict[str, Any]:
+    """Parameter counts, size and FLOPs of the module's network.
 
     Args:
-        network: The network.
+        pl_module: The Lightning module; its ``network`` attribute (else the
+            module itself) is described.
         image_size: Input side (FLOPs depend on it).
 
     Returns:
@@ -60,34 +60,32 @@ def describe_model(network: nn.Module, image_size: int) -> dict[str, Any]:
         ``size_mb`` of parameters + buffers as stored, ``flops`` and ``gmacs`` per
         image, and parameters per top-level block).
     """
-    params = list(network.parameters())
-    total = sum(p.numel() for p in params)
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    size = sum(t.numel() * t.element_size() for t in [*params, *network.buffers()])
-    flops = count_flops(network, image_size)
-    blocks = {
-        name: sum(p.numel() for p in child.parameters())
-        for name, child in network.named_children()
-    }
+    network = getattr(pl_module, "network", pl_module)
+    assert isinstance(network, nn.Module)
+    summary = summarize_model(pl_module, image_size)
+    tensors = [*network.parameters(), *network.buffers()]
+    # Lightning's model_size counts parameters only, at the trainer's precision;
+    # deployment cares about the stored bytes, buffers (BatchNorm) included.
+    size = sum(t.numel() * t.element_size() for t in tensors)
+    flops = int(summary.total_flops)
     return {
         "architecture": type(network).__name__,
-        "params_total": total,
-        "params_trainable": trainable,
+        "params_total": int(summary.total_parameters),
+        "params_trainable": int(summary.trainable_parameters),
         "size_mb": round(size / 1e6, 3),  # MB = 10^6 bytes, as Lightning reports
         "input_shape": [1, 3, image_size, image_size],
         "flops": flops,
         "gflops": round(flops / 1e9, 4),
         "gmacs": round(flops / 2e9, 4),
-        "params_per_block": blocks,
+        "params_per_block": {
+            name: sum(p.numel() for p in child.parameters())
+            for name, child in network.named_children()
+        },
     }
 
 
 class ModelInfoCallback(Callback):
     """At fit start, print a model table and write ``model_info.json``.
-
-    Also writes ``labels_mapping.json`` in the same folder when it is missing
-    (``classifier-train`` writes it at start; this covers other entry points),
-    using the same :func:`~classifier_training.labels_mapping.write_labels_mapping`.
 
     Args:
         output_dir: The run folder.
@@ -95,44 +93,18 @@ class ModelInfoCallback(Callback):
 
     def __init__(self, output_dir: str | Path) -> None:
         self.output_dir = Path(output_dir)
-        self.info: dict[str, Any] = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Describe the model and write the files."""
-        if not trainer.is_global_zero:
-            return
-        datamodule = get_datamodule(trainer, type(self).__name__)
-        network = getattr(pl_module, "network", pl_module)
-        assert isinstance(network, nn.Module)
-        info = describe_model(network, datamodule.config.image_size)
-        info = {
-            "model_class": model_class_path(pl_module),
-            "num_classes": len(datamodule.class_to_idx),
-            "image_size": datamodule.config.image_size,
-            "precision": str(trainer.precision),
-            **info,
-        }
-        self.info = info
+        """Describe the model and write the file."""
         if not should_write(trainer):
             return
+        contract = training_data(trainer, type(self).__name__).contract
+        info = {
+            "arch": contract.arch,
+            "num_classes": contract.num_classes,
+            "image_size": contract.image_size,
+            "precision": str(trainer.precision),
+            **describe_model(pl_module, contract.image_size),
+        }
         atomic_write_json(self.output_dir / JSON_NAME, info)
-        mapping = self.output_dir / LABELS_MAPPING_FILE
-        if not mapping.exists():
-            write_labels_mapping(mapping, datamodule.class_to_idx, datamodule.config)
-        self.print_table(info)
-
-    @staticmethod
-    def print_table(info: dict[str, Any]) -> None:
-        """Show the main numbers as a Rich table."""
-        table = Table(title="Model")
-        table.add_column("")
-        table.add_column("value", justify="right")
-        table.add_row("class", str(info["model_class"]).rsplit(".", 1)[-1])
-        table.add_row("classes", str(info["num_classes"]))
-        table.add_row("parameters", f"{info['params_total']:,}")
-        table.add_row("trainable", f"{info['params_trainable']:,}")
-        table.add_row("size", f"{info['size_mb']:.2f} MB")
-        size = info["image_size"]
-        table.add_row(f"GFLOPs @ {size}x{size}", f"{info['gflops']:.3f}")
-        table.add_row("GMACs", f"{info['gmacs']:.3f}")
-        Console().print(table)
+        print_model_table(info)

@@ -1,63 +1,48 @@
-"""Export the best checkpoint's (EMA) weights to a verified ``model.onnx``."""
+"""The run's deployment: ``labels_mapping.json`` at fit start, ``model.onnx`` at end."""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from loguru import logger
 
-from classifier_training.callbacks._common import get_datamodule
-from classifier_training.checkpoints import (
-    CHECKPOINT_CLASS_KEY,
-    CHECKPOINT_MAPPING_KEY,
-    model_class_path,
+from classifier_training.callbacks._common import (
+    best_checkpoint_callback,
+    should_write,
+    training_data,
 )
-from classifier_training.export import (
-    VERIFY_BATCH,
-    OnnxVerificationError,
-    write_deployment,
-)
-from classifier_training.labels_mapping import build_labels_mapping
+from classifier_training.checkpoints import load_network_weights
+from classifier_training.core.contract import LABELS_MAPPING_FILE, write_labels_mapping
+from classifier_training.export import VERIFY_BATCH, OnnxVerificationError, export_onnx
+
+ONNX_FILE = "model.onnx"
 
 
 def best_checkpoint_path(trainer: L.Trainer) -> Path | None:
-    """The best checkpoint of the first ``ModelCheckpoint`` that monitors a metric."""
-    for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, ModelCheckpoint) and callback.monitor:
-            path = callback.best_model_path
-            return Path(path) if path and Path(path).is_file() else None
-    return None
-
-
-def validation_images(
-    datamodule: Any, count: int = VERIFY_BATCH
-) -> torch.Tensor | None:
-    """The first ``count`` validation images, preprocessed as in evaluation."""
-    dataset = getattr(datamodule, "datasets", {}).get("valid")
-    if dataset is None or len(dataset) == 0:
-        return None
-    return torch.stack([dataset[i]["images"] for i in range(min(count, len(dataset)))])
+    """The file of the best checkpoint so far (``None`` when none was saved)."""
+    callback = best_checkpoint_callback(trainer.checkpoint_callbacks)
+    path = callback.best_model_path if callback is not None else ""
+    return Path(path) if path and Path(path).is_file() else None
 
 
 class ONNXExportCallback(Callback):
-    """At the end of fit, write ``model.onnx`` + ``labels_mapping.json``.
+    """Write the run's deployment into ``output_dir``.
 
-    The weights are those of the best checkpoint (its ``state_dict``: the EMA
-    weights when :class:`~classifier_training.callbacks.ema.EMACallback` is on, i.e.
-    the weights that were scored); without a best checkpoint the final weights are
+    At fit start, ``labels_mapping.json`` (the data module's deployment contract,
+    through :func:`~classifier_training.core.contract.write_labels_mapping`, the
+    only writer). At the end of fit, ``model.onnx`` with the weights of the best
+    checkpoint (its ``state_dict``: the EMA weights when
+    :class:`~classifier_training.callbacks.ema.EMACallback` is on, i.e. the
+    weights that were scored); without a best checkpoint the final weights are
     used. The export is checked with onnxruntime against PyTorch on real
     validation images (batch 1 and batch 8) before it is kept; a failed check
     raises :class:`~classifier_training.export.OnnxVerificationError` and leaves no
-    ``model.onnx`` (the checkpoints stay; retry with ``classifier-export``).
-
-    Every checkpoint saved while this callback is active also carries the labels
-    mapping (``checkpoint["labels_mapping"]``) and the model class
-    (``checkpoint["model_class"]``), so ``classifier-export`` needs nothing else.
+    ``model.onnx`` (the checkpoints, which carry the contract, stay; retry with
+    ``classifier-export``).
 
     Args:
         output_dir: Folder receiving ``model.onnx`` and ``labels_mapping.json``.
@@ -69,39 +54,31 @@ class ONNXExportCallback(Callback):
         self.atol = atol
         self.onnx_path: Path | None = None
 
-    def on_save_checkpoint(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        checkpoint: dict[str, Any],
-    ) -> None:
-        """Store the labels mapping and the model class in the checkpoint."""
-        datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is not None and getattr(datamodule, "class_to_idx", None):
-            checkpoint[CHECKPOINT_MAPPING_KEY] = build_labels_mapping(
-                datamodule.class_to_idx, datamodule.config
-            )
-        checkpoint[CHECKPOINT_CLASS_KEY] = model_class_path(pl_module)
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write ``labels_mapping.json`` (once per run)."""
+        if should_write(trainer):
+            contract = training_data(trainer, type(self).__name__).contract
+            write_labels_mapping(contract, self.output_dir / LABELS_MAPPING_FILE)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Export and verify the best weights."""
         if not trainer.is_global_zero:
             return
-        datamodule = get_datamodule(trainer, type(self).__name__)
+        data = training_data(trainer, type(self).__name__)
         network = pl_module.network
         assert isinstance(network, torch.nn.Module)
         best = best_checkpoint_path(trainer)
         if best is not None:
-            network = _network_from_checkpoint(network, best)
+            network = load_network_weights(copy.deepcopy(network).cpu(), best)
         else:
             logger.warning("no best checkpoint: exporting the final (EMA) weights")
+        onnx_path = self.output_dir / ONNX_FILE
         try:
-            result = write_deployment(
+            result = export_onnx(
                 network,
-                self.output_dir,
-                datamodule.class_to_idx,
-                datamodule.config,
-                verify_images=validation_images(datamodule),
+                data.contract,
+                onnx_path,
+                verify_images=data.eval_images("valid", VERIFY_BATCH),
                 atol=self.atol,
             )
         except OnnxVerificationError as error:
@@ -109,23 +86,8 @@ class ONNXExportCallback(Callback):
                 f"{error}. No model.onnx was written; the checkpoints are kept "
                 "(export them with `classifier-export`)"
             ) from None
-        self.onnx_path = self.output_dir / "model.onnx"
+        self.onnx_path = onnx_path
         logger.info(
-            f"wrote {self.onnx_path} from {best or 'final weights'} (onnxruntime "
+            f"wrote {onnx_path} from {best or 'final weights'} (onnxruntime "
             f"check passed: max |logit diff| {result.max_abs_diff:.1e})"
         )
-
-
-def _network_from_checkpoint(network: torch.nn.Module, path: Path) -> torch.nn.Module:
-    """A copy of ``network`` holding the ``network.*`` weights of ``path``."""
-
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    prefix = "network."
-    state = {
-        key[len(prefix) :]: value
-        for key, value in checkpoint["state_dict"].items()
-        if key.startswith(prefix)
-    }
-    restored = copy.deepcopy(network).cpu()
-    restored.load_state_dict(state, strict=True)
-    return restored

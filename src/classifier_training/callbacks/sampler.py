@@ -16,12 +16,12 @@ from matplotlib.figure import Figure
 from classifier_training.callbacks._common import (
     get_datamodule,
     is_fitting,
-    save_figure,
     should_write,
 )
+from classifier_training.core.io import atomic_write_json
+from classifier_training.core.readers import display_name
 from classifier_training.data.datamodule import ImageFolderDataModule
-from classifier_training.data.readers import display_name
-from classifier_training.utils.io import atomic_write_json
+from classifier_training.plots import save_figure
 
 JSON_NAME = "sampler_distribution.json"
 PNG_NAME = "sampler_distribution.png"

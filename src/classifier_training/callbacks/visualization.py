@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,41 +12,17 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from lightning.pytorch.callbacks import Callback
-from PIL import Image, ImageDraw, ImageFont
 
 from classifier_training.callbacks._common import (
     class_names,
     epoch_dir,
-    get_datamodule,
     is_fitting,
     should_write,
+    training_data,
 )
-from classifier_training.utils.io import atomic_path
+from classifier_training.plots import GridTile, render_grid, save_image
 
 PNG_NAME = "sample_predictions.png"
-CORRECT = (40, 160, 60)
-WRONG = (210, 40, 40)
-BACKGROUND = (255, 255, 255)
-TEXT = (20, 20, 20)
-
-
-@dataclass
-class Prediction:
-    """One validation image with its prediction.
-
-    Attributes:
-        index: Position in the validation set.
-        image: ``H x W x 3`` uint8 pixels (un-normalised).
-        label: True class index.
-        pred: Predicted class index.
-        confidence: Softmax probability of ``pred``.
-    """
-
-    index: int
-    image: npt.NDArray[np.uint8]
-    label: int
-    pred: int
-    confidence: float
 
 
 def choose_fixed_indices(targets: Sequence[int], count: int) -> list[int]:
@@ -90,84 +65,6 @@ def _to_uint8(
     )
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
-    """Cut ``text`` with an ellipsis so that it fits ``width`` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
-
-
-def render_grid(
-    sections: Sequence[tuple[str, Sequence[Prediction]]],
-    class_names: Sequence[str],
-    title: str,
-    tile: int = 96,
-    columns: int = 8,
-) -> Image.Image:
-    """Draw titled sections of image tiles with true/predicted label and confidence.
-
-    Correct predictions get a green frame, mistakes a red one and a red caption.
-
-    Args:
-        sections: ``(heading, predictions)`` pairs (empty sections are skipped).
-        class_names: Display names by class index.
-        title: Line at the top.
-        tile: Side of each image tile in pixels.
-        columns: Tiles per row.
-
-    Returns:
-        The RGB grid.
-    """
-    font_size = max(9, tile // 9)
-    font = ImageFont.load_default(size=font_size)
-    head_font = ImageFont.load_default(size=max(12, tile // 6))
-    pad, frame, caption = 6, 3, 2 * (font_size + 3) + 2
-    cell_w, cell_h = tile + 2 * frame + pad, tile + 2 * frame + caption + pad
-    heading_h = max(12, tile // 6) + 10
-    shown = [(h, p) for h, p in sections if p]
-    height = heading_h + pad
-    for _, preds in shown:
-        height += heading_h + cell_h * -(-len(preds) // columns)
-    canvas = Image.new("RGB", (pad + columns * cell_w, height + pad), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    draw.text((pad, pad), title, fill=TEXT, font=head_font)
-    y = heading_h + pad
-    for heading, preds in shown:
-        draw.text((pad, y + 2), heading, fill=TEXT, font=head_font)
-        y += heading_h
-        for n, p in enumerate(preds):
-            x0 = pad + (n % columns) * cell_w
-            y0 = y + (n // columns) * cell_h
-            ok = p.pred == p.label
-            color = CORRECT if ok else WRONG
-            draw.rectangle(
-                (x0, y0, x0 + tile + 2 * frame - 1, y0 + tile + 2 * frame - 1),
-                fill=color,
-            )
-            picture = Image.fromarray(p.image).resize(
-                (tile, tile), Image.Resampling.NEAREST
-            )
-            canvas.paste(picture, (x0 + frame, y0 + frame))
-            text_y = y0 + tile + 2 * frame + 1
-            width = tile + 2 * frame
-            true_text = _fit(draw, f"true: {class_names[p.label]}", font, width)
-            confidence = f" {p.confidence:.0%}"
-            room = width - int(draw.textlength(confidence, font=font))
-            pred_text = _fit(draw, f"pred: {class_names[p.pred]}", font, room)
-            pred_text += confidence
-            draw.text((x0, text_y), true_text, fill=TEXT, font=font)
-            draw.text(
-                (x0, text_y + caption // 2),
-                pred_text,
-                fill=TEXT if ok else WRONG,
-                font=font,
-            )
-        y += cell_h * -(-len(preds) // columns)
-    return canvas
-
-
 class SamplePredictionsCallback(Callback):
     """Write ``epoch_XXX/sample_predictions.png`` after every validation epoch.
 
@@ -199,8 +96,8 @@ class SamplePredictionsCallback(Callback):
         self.tile = tile
         self.columns = columns
         self._fixed_indices: set[int] | None = None
-        self._fixed: list[Prediction] = []
-        self._mistakes: list[Prediction] = []
+        self._fixed: list[GridTile] = []
+        self._mistakes: list[GridTile] = []
         self._seen = 0
         self._norm: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -216,13 +113,14 @@ class SamplePredictionsCallback(Callback):
         self._fixed, self._mistakes, self._seen = [], [], 0
         if self._fixed_indices is not None:
             return
-        datamodule = get_datamodule(trainer, type(self).__name__)
-        targets = datamodule.datasets["valid"].targets
+        data = training_data(trainer, type(self).__name__)
+        class_to_idx = data.contract.class_to_idx
+        targets = [class_to_idx[s.label] for s in data.split_samples("valid")]
         self._fixed_indices = set(choose_fixed_indices(targets, self.num_fixed))
-        config = datamodule.config
+        contract = data.contract
         self._norm = (
-            torch.tensor(config.mean).view(1, 3, 1, 1),
-            torch.tensor(config.std).view(1, 3, 1, 1),
+            torch.tensor(contract.mean).view(1, 3, 1, 1),
+            torch.tensor(contract.std).view(1, 3, 1, 1),
         )
 
     def on_validation_batch_end(
@@ -261,7 +159,7 @@ class SamplePredictionsCallback(Callback):
         rows = sorted(set(keep) | set(wrong_list))
         pixels = _to_uint8(batch["images"][rows], *self._norm)
         for row, image in zip(rows, pixels, strict=True):
-            prediction = Prediction(
+            prediction = GridTile(
                 index=start + row,
                 image=image,
                 label=int(labels[row]),
@@ -296,5 +194,4 @@ class SamplePredictionsCallback(Callback):
             columns=self.columns,
         )
         path = epoch_dir(self.output_dir, trainer.current_epoch) / PNG_NAME
-        with atomic_path(path) as tmp:
-            grid.save(tmp, format="PNG")
+        save_image(grid, path)

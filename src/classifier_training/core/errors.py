@@ -7,6 +7,9 @@ its traceback.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 USER_ERROR_EXIT_CODE = 2
 
 
@@ -16,3 +19,29 @@ class ClassifierError(Exception):
     The message is complete on its own: it names the file, key or value at fault
     and, where there is one, the way to proceed.
     """
+
+
+def run_command(main: Callable[[], int]) -> int:
+    """Run a command's body; a :class:`ClassifierError` becomes one line.
+
+    Every console script wraps its body with this, so the same bad input (a file
+    that is not a checkpoint, a foreign ``labels_mapping.json``) gives the same
+    ``error: ...`` line and exit status everywhere. Any other exception is a bug:
+    it propagates with its traceback.
+
+    Args:
+        main: The command body; returns the exit status.
+
+    Returns:
+        ``main``'s status, or :data:`USER_ERROR_EXIT_CODE` after a
+        :class:`ClassifierError`.
+    """
+    try:
+        return main()
+    except ClassifierError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USER_ERROR_EXIT_CODE
+
+
+class UsageError(ClassifierError):
+    """A command-line argument has an impossible value."""

@@ -10,9 +10,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from classifier_training.core.readers import Sample, read_split
     from classifier_training.data.datamodule import ImageFolderDataModule
     from classifier_training.data.dataset import JerseyNumberDataset
-    from classifier_training.data.readers import Sample, read_split
     from classifier_training.data.sampler import TrackingWeightedRandomSampler
 
 _HOMES = {

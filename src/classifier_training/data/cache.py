@@ -41,7 +41,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from classifier_training.utils.io import atomic_path, atomic_write_json
+from classifier_training.core.image_io import image_threads
+from classifier_training.core.io import atomic_path, atomic_write_json
 
 CacheKind = Literal["ram", "disk"]
 CACHE_VERSION = 1
@@ -243,7 +244,7 @@ def _fill(
     )
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task(description, total=len(paths))
-        threads = workers or min(8, 2 * (os.cpu_count() or 1))
+        threads = workers or image_threads()
         with ThreadPoolExecutor(max_workers=threads) as pool:
             for _ in pool.map(work, enumerate(paths)):
                 progress.advance(task)

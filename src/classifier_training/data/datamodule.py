@@ -11,6 +11,20 @@ from loguru import logger
 from torch.utils.data import DataLoader, Sampler
 
 from classifier_training.config import DataModuleConfig
+from classifier_training.core.contract import (
+    CHECKPOINT_STATE_KEY,
+    DeploymentContract,
+    parse_contract,
+)
+from classifier_training.core.readers import (
+    DataError,
+    ExcludedRows,
+    Sample,
+    build_class_to_idx,
+    display_name,
+    split_known,
+)
+from classifier_training.core.validation import validate_dataset
 from classifier_training.data.cache import (
     CachedLoader,
     CacheKind,
@@ -23,21 +37,12 @@ from classifier_training.data.dataset import (
     ImageLoader,
     JerseyNumberDataset,
 )
-from classifier_training.data.readers import (
-    DataError,
-    ExcludedRows,
-    Sample,
-    build_class_to_idx,
-    display_name,
-    split_known,
-)
 from classifier_training.data.sampler import TrackingWeightedRandomSampler
 from classifier_training.data.transforms import (
     ResizeToInput,
     build_eval_transform,
     build_train_transform,
 )
-from classifier_training.data.validation import validate_dataset
 
 
 def inverse_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
@@ -61,15 +66,23 @@ class ImageFolderDataModule(L.LightningDataModule):
     are excluded and reported. ``setup`` runs its work once, however often Lightning
     calls it.
 
+    After ``setup`` it exposes the run's :attr:`contract` (classes, input size,
+    resize mode, normalisation, architecture), which Lightning stores in every
+    checkpoint through :meth:`state_dict`; it also serves the artifact callbacks
+    through :class:`~classifier_training.types.TrainingData`.
+
     Args:
         config: The validated data config.
-        arch: The model's architecture name (recorded for deployment).
+        arch: Name of the architecture trained on this data (``model.arch``);
+            recorded in the contract so a checkpoint rebuilds its network alone.
     """
 
-    def __init__(self, config: DataModuleConfig, arch: str | None = None) -> None:
+    def __init__(self, config: DataModuleConfig, arch: str) -> None:
         super().__init__()
         self.config = config
         self.arch = arch
+        self._contract: DeploymentContract | None = None
+        self._restored_contract: DeploymentContract | None = None
         self.class_to_idx: dict[str, int] = {}
         self.datasets: dict[str, JerseyNumberDataset] = {}
         self.excluded: dict[str, ExcludedRows] = {}
@@ -171,8 +184,76 @@ class ImageFolderDataModule(L.LightningDataModule):
                 f"data.on_bad_image=skip: left out {skipped} row(s) with "
                 f"unreadable images {self.skipped_at_startup}"
             )
+        self._contract = DeploymentContract(
+            arch=self.arch,
+            class_names=tuple(
+                sorted(self.class_to_idx, key=self.class_to_idx.__getitem__)
+            ),
+            image_size=config.image_size,
+            resize_mode=config.resize_mode,
+            mean=config.mean,
+            std=config.std,
+        )
+        self._check_restored_contract()
         self._is_set_up = True
         self.train_sampler = self._build_sampler()
+
+    # -- deployment contract (saved in checkpoints) -------------------------------
+    @property
+    def contract(self) -> DeploymentContract:
+        """What a deployment of a model trained on this data needs (after setup)."""
+        self._require_setup()
+        assert self._contract is not None
+        return self._contract
+
+    def state_dict(self) -> dict[str, Any]:
+        """The contract, as plain JSON values (Lightning saves it in checkpoints)."""
+        if self._contract is None:
+            return {}
+        return {CHECKPOINT_STATE_KEY: self._contract.to_json()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """On resume: the checkpoint must have been trained on the same classes."""
+        if CHECKPOINT_STATE_KEY in state_dict:
+            self._restored_contract = parse_contract(
+                state_dict[CHECKPOINT_STATE_KEY], "the resumed checkpoint"
+            )
+            self._check_restored_contract()
+
+    def _check_restored_contract(self) -> None:
+        restored, current = self._restored_contract, self._contract
+        if restored is None or current is None:
+            return
+        if restored.class_names != current.class_names:
+            raise DataError(
+                f"{self.config.data_root}: the resumed checkpoint was trained on "
+                f"{restored.num_classes} classes {list(restored.class_names)[:8]}..., "
+                f"this data has {current.num_classes} "
+                f"{list(current.class_names)[:8]}...; resume on the same data"
+            )
+        if restored != current:
+            logger.warning(
+                "resuming with a changed deployment contract: "
+                f"{restored.model_dump()} -> {current.model_dump()}"
+            )
+
+    # -- what the artifact callbacks read (types.TrainingData) --------------------
+    def split_samples(self, split: str) -> list[Sample]:
+        """Rows of ``split`` in loader order (empty when the split is absent)."""
+        dataset = self.datasets.get(split)
+        return list(dataset.samples) if dataset is not None else []
+
+    def eval_images(self, split: str, count: int) -> torch.Tensor | None:
+        """The first ``count`` images of ``split``, preprocessed as in evaluation.
+
+        Returns:
+            ``N x 3 x H x W`` float32 (``N <= count``), or ``None`` when empty.
+        """
+        dataset = self.datasets.get(split)
+        if dataset is None or len(dataset) == 0 or split == "train":
+            return None
+        n = min(count, len(dataset))
+        return torch.stack([dataset[i]["images"] for i in range(n)])
 
     def _build_caches(
         self,

@@ -11,9 +11,9 @@ from loguru import logger
 from PIL import Image
 from torch.utils.data import Dataset
 
-from classifier_training.config import BadImagePolicy
-from classifier_training.data.image_io import load_image
-from classifier_training.data.readers import DataError, Sample
+from classifier_training.core.image_io import load_image
+from classifier_training.core.readers import DataError, Sample
+from classifier_training.core.validation import BadImagePolicy
 from classifier_training.data.transforms import ResizeToInput
 from classifier_training.types import ClassificationSample
 

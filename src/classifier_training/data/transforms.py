@@ -17,7 +17,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from classifier_training.config import DataModuleConfig, TransformsConfig
-from classifier_training.data.preprocessing import (
+from classifier_training.core.preprocessing import (
     ResizeMode,
     mean_fill,
     resize_to_input,

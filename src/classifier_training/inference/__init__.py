@@ -11,12 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from classifier_training.inference.base import (
-    Classifier,
-    ModelLoadError,
-    find_labels_mapping,
-)
-from classifier_training.inference.preprocess import Preprocessor
+from classifier_training.core.contract import find_labels_mapping
+from classifier_training.core.preprocessing import Preprocessor
+from classifier_training.inference.base import Classifier, ModelLoadError
 from classifier_training.inference.results import ClassScore, Prediction
 
 ONNX_SUFFIXES = frozenset({".onnx"})
@@ -31,11 +28,15 @@ def load_classifier(
 
     Args:
         model_path: ``model.onnx`` or a Lightning checkpoint (``.ckpt``).
-        labels_mapping_path: The mapping, when it is not found beside the model.
+        labels_mapping_path: The mapping of an ONNX model, when it is not found
+            beside it (a checkpoint carries its own: giving one is an error).
         provider: onnxruntime provider for ONNX models (ignored for checkpoints).
 
     Returns:
         An :class:`ONNXClassifier` or :class:`CheckpointClassifier`.
+
+    Raises:
+        ModelLoadError: One line naming the file when it cannot be used.
     """
     path = Path(model_path)
     if path.suffix.lower() in ONNX_SUFFIXES:
@@ -46,7 +47,12 @@ def load_classifier(
         CheckpointClassifier,
     )
 
-    return CheckpointClassifier(path, labels_mapping_path)
+    if labels_mapping_path is not None:
+        raise ModelLoadError(
+            f"{path}: a checkpoint carries its own labels mapping; "
+            "--labels-mapping applies to .onnx models only"
+        )
+    return CheckpointClassifier(path)
 
 
 def __getattr__(name: str) -> object:

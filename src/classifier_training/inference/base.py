@@ -1,4 +1,4 @@
-"""What every classifier shares: mapping, preprocessing, batching, top-k."""
+"""What every classifier shares: contract, preprocessing, batching, top-k."""
 
 from __future__ import annotations
 
@@ -10,53 +10,15 @@ from typing import Any, overload
 import numpy as np
 import numpy.typing as npt
 
-from classifier_training.inference.preprocess import (
-    ImageInput,
-    PreprocessingError,
-    Preprocessor,
-)
+from classifier_training.core.contract import DeploymentContract
+from classifier_training.core.errors import ClassifierError
+from classifier_training.core.metrics import cap_top_k
+from classifier_training.core.preprocessing import ImageInput, Preprocessor
 from classifier_training.inference.results import ClassScore, Prediction
-from classifier_training.labels_mapping import (
-    LABELS_MAPPING_FILE,
-    mapping_candidates,
-    read_labels_mapping,
-)
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(ClassifierError):
     """A model or its labels mapping cannot be used; the message names the file."""
-
-
-def find_labels_mapping(model_path: Path, explicit: str | Path | None) -> Path:
-    """Locate the ``labels_mapping.json`` that belongs to a model file.
-
-    Looks where :func:`classifier_training.labels_mapping.mapping_candidates`
-    says: beside the model, then its run folder (``RUN/checkpoints/x.ckpt`` ->
-    ``RUN/labels_mapping.json``).
-
-    Args:
-        model_path: The ``.onnx`` or checkpoint file.
-        explicit: A mapping path given by the caller (used as is when set).
-
-    Returns:
-        The mapping path.
-
-    Raises:
-        ModelLoadError: If no mapping is found (the places searched are named).
-    """
-    if explicit is not None:
-        path = Path(explicit)
-        if not path.is_file():
-            raise ModelLoadError(f"{path}: labels mapping file not found")
-        return path
-    candidates = mapping_candidates(model_path)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise ModelLoadError(
-        f"{model_path}: no {LABELS_MAPPING_FILE} found (looked in "
-        f"{', '.join(str(c.parent) for c in candidates)}); pass its path explicitly"
-    )
 
 
 def softmax(logits: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -73,43 +35,34 @@ class Classifier(ABC):
     else (decoding, resizing, normalising, batching, softmax, top-k) lives here.
 
     Args:
-        mapping: The parsed ``labels_mapping.json``.
-        mapping_path: Where it came from (for messages).
-
-    Raises:
-        ModelLoadError: If the mapping lists its classes badly or describes
-            preprocessing this code does not reproduce (the file is named).
+        contract: The model's deployment contract.
+        source: Where the contract came from (a file), for messages.
     """
 
-    def __init__(self, mapping: dict[str, Any], mapping_path: Path) -> None:
-        self.mapping_path = mapping_path
-        try:
-            self.num_classes: int = int(mapping["num_classes"])
-            self.class_names: list[str] = [
-                mapping["idx_to_class"][str(i)] for i in range(self.num_classes)
-            ]
-            self.preprocessor = Preprocessor.from_mapping(mapping, str(mapping_path))
-        except PreprocessingError as error:
-            raise ModelLoadError(str(error)) from None
-        except (KeyError, TypeError, ValueError) as error:
-            raise ModelLoadError(
-                f"{mapping_path}: malformed labels mapping ({error!r})"
-            ) from None
-        self.class_to_idx: dict[str, int] = {
-            name: i for i, name in enumerate(self.class_names)
-        }
+    def __init__(self, contract: DeploymentContract, source: Path) -> None:
+        self.contract = contract
+        self.mapping_path = source
+        self.preprocessor = Preprocessor.from_contract(contract)
 
-    @staticmethod
-    def _read_mapping(path: Path) -> dict[str, Any]:
-        try:
-            return read_labels_mapping(path)
-        except ValueError as error:
-            raise ModelLoadError(str(error)) from None
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return self.contract.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names by output index."""
+        return list(self.contract.class_names)
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        """Class name to output index."""
+        return self.contract.class_to_idx
 
     @property
     def image_size(self) -> int:
         """Side of the square network input."""
-        return self.preprocessor.size
+        return self.contract.image_size
 
     @abstractmethod
     def predict_logits(self, batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -129,14 +82,13 @@ class Classifier(ABC):
     def _results(
         self, probs: npt.NDArray[Any], top_k: int, sources: Sequence[str | None]
     ) -> list[Prediction]:
-        k = max(1, min(top_k, self.num_classes))
+        k = cap_top_k(top_k, self.num_classes)
         # Stable descending order: ties go to the lower class index, like argmax.
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        names = self.contract.class_names
         results = []
         for row, indices, source in zip(probs, order, sources, strict=True):
-            scores = [
-                ClassScore(self.class_names[i], int(i), float(row[i])) for i in indices
-            ]
+            scores = [ClassScore(names[i], int(i), float(row[i])) for i in indices]
             best = scores[0]
             results.append(
                 Prediction(

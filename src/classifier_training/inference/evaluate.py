@@ -25,30 +25,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from rich.console import Console
-from rich.table import Table
-from torchmetrics.functional.classification import (
-    multiclass_accuracy,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-    multiclass_precision,
-    multiclass_recall,
-)
 
-from classifier_training.callbacks._common import save_figure
-from classifier_training.callbacks.confusion_matrix import (
-    plot_confusion_matrix,
-    top_confusions,
-)
-from classifier_training.callbacks.visualization import (
-    BACKGROUND,
-    Prediction,
-    render_grid,
-)
-from classifier_training.data.image_io import load_image
-from classifier_training.data.preprocessing import resize_to_input
-from classifier_training.data.readers import (
+from classifier_training.core.contract import run_folder
+from classifier_training.core.errors import UsageError, run_command
+from classifier_training.core.image_io import load_image
+from classifier_training.core.io import atomic_write_json
+from classifier_training.core.metrics import TOP_K, cap_top_k
+from classifier_training.core.preprocessing import resize_to_input
+from classifier_training.core.readers import (
     DataError,
     ExcludedRows,
     Sample,
@@ -57,10 +42,18 @@ from classifier_training.data.readers import (
     read_split,
     split_known,
 )
-from classifier_training.inference import ModelLoadError, load_classifier
+from classifier_training.inference import load_classifier
 from classifier_training.inference.base import Classifier
-from classifier_training.labels_mapping import run_folder
-from classifier_training.utils.io import atomic_path, atomic_write_json
+from classifier_training.plots import (
+    BACKGROUND,
+    GridTile,
+    plot_confusion_matrix,
+    print_evaluation,
+    render_grid,
+    save_figure,
+    save_image,
+    top_confusions,
+)
 
 SUMMARY_FILE = "summary.json"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -88,7 +81,7 @@ class Evaluation:
     @property
     def top_k(self) -> int:
         """The ``k`` of the top-k accuracy (5, or fewer classes)."""
-        return min(5, len(self.class_names))
+        return cap_top_k(TOP_K, len(self.class_names))
 
     @property
     def display_names(self) -> list[str]:
@@ -100,40 +93,42 @@ class Evaluation:
         """Top-1 class index per row (ties go to the lower index)."""
         return np.asarray(self.probs.argmax(axis=1))
 
-    def confusion(self) -> npt.NDArray[Any]:
+    def confusion(self) -> npt.NDArray[np.int64]:
         """``C x C`` counts; rows are true classes, columns predictions."""
-        return np.asarray(
-            multiclass_confusion_matrix(
-                torch.from_numpy(self.probs),
-                torch.from_numpy(self.targets),
-                num_classes=len(self.class_names),
-            ).numpy()
-        )
+        k = len(self.class_names)
+        matrix = np.zeros((k, k), dtype=np.int64)
+        np.add.at(matrix, (self.targets, self.predicted), 1)
+        return matrix
 
     def metrics(self) -> dict[str, Any]:
         """Top-1/top-k accuracy, per-class and macro precision/recall/F1.
 
-        Precision of a class that is never predicted is 0 (torchmetrics'
-        convention); classes without rows have support 0 and are left out of the
-        macro averages.
+        Computed with numpy from the confusion matrix (the same definitions as
+        torchmetrics' ``average=None`` metrics): evaluating an ONNX model must
+        not import torch. Precision of a class that is never predicted is 0;
+        classes without rows have support 0 and are left out of the macro
+        averages.
         """
-        preds, target = torch.from_numpy(self.probs), torch.from_numpy(self.targets)
-        num_classes = len(self.class_names)
-        common: dict[str, Any] = {"num_classes": num_classes, "average": None}
+        matrix = self.confusion().astype(np.float64)
+        tp = np.diag(matrix)
+        support = matrix.sum(axis=1)
+        predicted = matrix.sum(axis=0)
+
+        def ratio(num: npt.NDArray[Any], den: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
         per_class = {
-            "precision": multiclass_precision(preds, target, **common),
-            "recall": multiclass_recall(preds, target, **common),
-            "f1": multiclass_f1_score(preds, target, **common),
+            "precision": ratio(tp, predicted),
+            "recall": ratio(tp, support),
+            "f1": ratio(2 * tp, support + predicted),
         }
-        support = np.bincount(self.targets, minlength=num_classes)
         present = support > 0
+        # Stable order: ties go to the lower class index, as in predictions.
+        order = np.argsort(-self.probs, axis=1, kind="stable")
 
         def accuracy(k: int) -> float:
-            return float(
-                multiclass_accuracy(
-                    preds, target, num_classes=num_classes, top_k=k, average="micro"
-                )
-            )
+            hits = (order[:, :k] == self.targets[:, None]).any(axis=1)
+            return float(hits.mean()) if len(hits) else 0.0
 
         return {
             "top1": accuracy(1),
@@ -141,7 +136,7 @@ class Evaluation:
             "top5": accuracy(self.top_k),
             "top5_k": self.top_k,
             "macro": {
-                name: float(values.numpy()[present].mean()) if present.any() else 0.0
+                name: float(values[present].mean()) if present.any() else 0.0
                 for name, values in per_class.items()
             },
             "per_class": {
@@ -229,7 +224,7 @@ def plot_mistakes(
     """Save a gallery of the most confident mistakes (true, predicted, confidence).
 
     Drawn by the training run's own sample grid
-    (:func:`~classifier_training.callbacks.visualization.render_grid`); each image
+    (:func:`~classifier_training.plots.render_grid`); each image
     is letterboxed to a ``tile`` square.
 
     Args:
@@ -244,7 +239,7 @@ def plot_mistakes(
     predicted = evaluation.predicted
     confidence = evaluation.probs.max(axis=1)
     tiles = [
-        Prediction(
+        GridTile(
             index=int(row),
             image=np.asarray(
                 resize_to_input(
@@ -270,9 +265,7 @@ def plot_mistakes(
     grid = render_grid(
         [("most confident mistakes", tiles)], evaluation.display_names, title, tile
     )
-    with atomic_path(path) as tmp:
-        grid.save(tmp, format="PNG")
-    return path
+    return save_image(grid, path)
 
 
 def write_report(
@@ -319,45 +312,6 @@ def write_report(
     return summary
 
 
-def print_report(summary: dict[str, Any], top_k: int, console: Console) -> None:
-    """Print the per-class table, the overall numbers and the confused pairs."""
-    table = Table(title=f"{summary['split']}: {summary['num_rows']} rows")
-    for column in ("class", "precision", "recall", "F1", "support"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for name, row in summary["per_class"].items():
-        table.add_row(
-            name,
-            f"{row['precision']:.3f}",
-            f"{row['recall']:.3f}",
-            f"{row['f1']:.3f}",
-            str(row["support"]),
-        )
-    macro = summary["macro"]
-    table.add_section()
-    table.add_row(
-        "macro", f"{macro['precision']:.3f}", f"{macro['recall']:.3f}",
-        f"{macro['f1']:.3f}", str(summary["num_rows"]),
-    )  # fmt: skip
-    console.print(table)
-    if summary["most_confused"]:
-        pairs = Table(title="most confused (true -> predicted)")
-        for column in ("true", "predicted", "rows", "share of true"):
-            pairs.add_column(column)
-        for pair in summary["most_confused"]:
-            pairs.add_row(
-                pair["true"],
-                pair["predicted"],
-                str(pair["count"]),
-                f"{100 * pair['share_of_true']:.1f}%",
-            )
-        console.print(pairs)
-    console.print(
-        f"top-1 {100 * summary['top1']:.2f}%  top-{top_k} "
-        f"{100 * summary['top5']:.2f}%  excluded rows "
-        f"{summary['excluded_rows']['count']}"
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
@@ -383,24 +337,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run ``classifier-evaluate``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    return run_command(lambda: _evaluate(args))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
-        print("error: --batch-size must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        classifier = load_classifier(args.model, args.labels_mapping, args.provider)
-        split_dir = find_splits(args.data_root)[args.split]
-        if split_dir is None:
-            raise DataError(f"{args.data_root}: no {args.split}/ split folder")
-        samples = read_split(split_dir)
-        evaluation = evaluate_samples(classifier, samples, args.batch_size)
-        if not evaluation.samples:
-            raise DataError(
-                f"{split_dir}: no rows with a label the model knows "
-                f"({evaluation.excluded.count} excluded)"
-            )
-    except (ModelLoadError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise UsageError("--batch-size must be >= 1")
+    classifier = load_classifier(args.model, args.labels_mapping, args.provider)
+    split_dir = find_splits(args.data_root)[args.split]
+    if split_dir is None:
+        raise DataError(f"{args.data_root}: no {args.split}/ split folder")
+    samples = read_split(split_dir)
+    evaluation = evaluate_samples(classifier, samples, args.batch_size)
+    if not evaluation.samples:
+        raise DataError(
+            f"{split_dir}: no rows with a label the model knows "
+            f"({evaluation.excluded.count} excluded)"
+        )
     if evaluation.excluded.count:
         print(f"warning: {evaluation.excluded.summary(args.split)}", file=sys.stderr)
     out_dir = args.out or run_folder(args.model) / f"evaluation_{args.split}"
@@ -410,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         "split": args.split,
     }
     summary = write_report(evaluation, out_dir, context, args.pairs, args.gallery)
-    print_report(summary, evaluation.top_k, Console())
+    print_evaluation(summary, evaluation.top_k, Console())
     print(f"report: {out_dir}")
     return 0
 

@@ -23,8 +23,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import UnidentifiedImageError
 
-from classifier_training.data.readers import iter_image_files
-from classifier_training.inference import ModelLoadError, load_classifier
+from classifier_training.core.errors import UsageError, run_command
+from classifier_training.core.readers import iter_image_files
+from classifier_training.inference import load_classifier
 from classifier_training.inference.base import Classifier
 from classifier_training.inference.results import Prediction
 
@@ -119,14 +120,13 @@ def predict_files(
 def main(argv: list[str] | None = None) -> int:
     """Run ``classifier-predict``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    return run_command(lambda: _predict(args))
+
+
+def _predict(args: argparse.Namespace) -> int:
     if args.top_k < 1 or args.batch_size < 1:
-        print("error: --top-k and --batch-size must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        classifier = load_classifier(args.model, args.labels_mapping, args.provider)
-    except ModelLoadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise UsageError("--top-k and --batch-size must be >= 1")
+    classifier = load_classifier(args.model, args.labels_mapping, args.provider)
     files, errors = expand_inputs(args.inputs)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from classifier_training.data.readers import display_name
+from classifier_training.core.readers import display_name
 
 
 @dataclass(frozen=True, slots=True)

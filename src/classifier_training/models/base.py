@@ -15,7 +15,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from classifier_training.config import ConfigError
-from classifier_training.data.readers import display_name
+from classifier_training.core.readers import display_name
 from classifier_training.models.optim import OptimizerFactory, SchedulerFactory
 from classifier_training.types import ClassificationBatch
 

@@ -28,6 +28,10 @@ for any --workers.
 
 Layout: OUT/{train,valid,test}/images/*.jpg plus OUT/<split>/annotations.jsonl
 with lines {"image", "prefix": "jersey number", "suffix": <label>, "metadata"}.
+With --degrade, OUT/test_degraded/ (same layout and classes as test/) holds
+crops rendered like broadcast video: low resolution, strong blur, sensor noise,
+low JPEG quality, and fonts and colours the other splits never use; the other
+splits stay byte-identical to a run without it.
 OUT/synth_config.json records the configuration; OUT/.complete is written last.
 Re-running with the same arguments on a complete dataset is a no-op."""
 
@@ -137,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
             "(only files this tool writes are removed)"
         ),
     )
+    parser.add_argument(
+        "--degrade",
+        action="store_true",
+        default=defaults.degrade,
+        help=(
+            "also write a harder test split, test_degraded/, rendered like "
+            "broadcast crops (low resolution, blur, noise, JPEG quality "
+            f"{defaults.degrade_jpeg_quality_range[0]}-"
+            f"{defaults.degrade_jpeg_quality_range[1]}, unseen fonts and colours)"
+        ),
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only print errors")
     return parser
 
@@ -166,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             classes=args.classes,
             workers=args.workers,
             overwrite=args.overwrite,
+            degrade=args.degrade,
         )
         generate_dataset(config, log=log)
     except (SynthError, ValueError, OSError) as exc:

@@ -7,7 +7,7 @@ the jersey so every digit stays legible.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import TypeVar
 
@@ -15,8 +15,10 @@ import numpy as np
 
 __all__ = [
     "EDGE_COLORS",
+    "HELD_OUT_PALETTE",
     "PALETTE",
     "Color",
+    "Palette",
     "contrast",
     "jitter",
     "outline_candidates",
@@ -25,6 +27,7 @@ __all__ = [
 ]
 
 Color = tuple[int, int, int]
+Palette = Mapping[str, Color]
 _T = TypeVar("_T")
 
 PALETTE: dict[str, Color] = {
@@ -44,6 +47,23 @@ PALETTE: dict[str, Color] = {
     "grey": (128, 130, 136),
 }
 """Named team colours; metadata reports these names."""
+
+HELD_OUT_PALETTE: dict[str, Color] = {
+    "pink": (236, 122, 170),
+    "lime": (160, 206, 48),
+    "cream": (236, 224, 186),
+    "cyan": (30, 186, 214),
+    "lavender": (170, 150, 222),
+    "brown": (104, 62, 30),
+    "charcoal": (58, 62, 70),
+    "plum": (98, 28, 88),
+    "forest": (24, 80, 40),
+}
+"""Colours the train/valid/test splits never draw (the ``test_degraded`` split's).
+
+Each differs from every :data:`PALETTE` colour by more than twice the default
+colour jitter in at least one channel, so the jittered colours never overlap.
+"""
 
 EDGE_COLORS: tuple[Color, ...] = (
     (64, 118, 52),  # grass
@@ -110,10 +130,16 @@ def jitter(rng: np.random.Generator, color: Color, amount: int) -> Color:
 
 
 @lru_cache(maxsize=1024)
-def _contrasting(against: str, min_ratio: float, exclude: tuple[str, ...]) -> list[str]:
+def _contrasting(
+    against: str,
+    min_ratio: float,
+    exclude: tuple[str, ...],
+    palette: tuple[tuple[str, Color], ...],
+) -> list[str]:
+    colors = dict(palette)
     excluded = {*exclude, against}
-    allowed = [name for name in PALETTE if name not in excluded]
-    ratio = {name: contrast(PALETTE[name], PALETTE[against]) for name in allowed}
+    allowed = [name for name in colors if name not in excluded]
+    ratio = {name: contrast(colors[name], colors[against]) for name in allowed}
     candidates = [name for name in allowed if ratio[name] >= min_ratio]
     # Fallback (never hit with the default palette): the best available colour.
     return candidates or [max(allowed, key=lambda n: ratio[n])]
@@ -124,6 +150,7 @@ def pick_contrasting(
     against: str,
     min_ratio: float,
     exclude: tuple[str, ...] = (),
+    palette: Palette = PALETTE,
 ) -> str:
     """Draw a palette colour name that stands out against another.
 
@@ -132,25 +159,36 @@ def pick_contrasting(
         against: Palette name of the background colour.
         min_ratio: Minimum contrast ratio with ``against``.
         exclude: Palette names that must not be chosen.
+        palette: The colours to choose from (``against`` is one of them).
 
     Returns:
         A palette name with at least ``min_ratio`` contrast, or the most
         contrasting one if none reaches it.
     """
-    return pick(rng, _contrasting(against, min_ratio, exclude))
+    return pick(rng, _contrasting(against, min_ratio, exclude, tuple(palette.items())))
 
 
-@lru_cache(maxsize=1024)
-def outline_candidates(number: str, jersey: str) -> list[str]:
+def outline_candidates(
+    number: str, jersey: str, palette: Palette = PALETTE
+) -> list[str]:
     """Outline colours: distinct from the number and still visible on the jersey.
 
     Args:
         number: Palette name of the number colour.
         jersey: Palette name of the jersey colour.
+        palette: The colours to choose from.
 
     Returns:
         Palette names, in palette order.
     """
-    candidates = _contrasting(number, 2.0, (jersey,))
-    visible = [n for n in candidates if contrast(PALETTE[n], PALETTE[jersey]) >= 1.5]
+    return _outline_candidates(number, jersey, tuple(palette.items()))
+
+
+@lru_cache(maxsize=1024)
+def _outline_candidates(
+    number: str, jersey: str, palette: tuple[tuple[str, Color], ...]
+) -> list[str]:
+    colors = dict(palette)
+    candidates = _contrasting(number, 2.0, (jersey,), palette)
+    visible = [n for n in candidates if contrast(colors[n], colors[jersey]) >= 1.5]
     return visible or candidates

@@ -17,6 +17,8 @@ from classifier_training.synthetic.classes import DEFAULT_CLASSES, normalise_cla
 
 __all__ = [
     "DEFAULT_FONTS",
+    "DEGRADED_FONTS",
+    "DEGRADED_SPLIT",
     "GENERATOR_VERSION",
     "SPLITS",
     "FloatRange",
@@ -30,6 +32,9 @@ GENERATOR_VERSION = 1
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
+DEGRADED_SPLIT = "test_degraded"
+"""Extra test split written with ``degrade=True`` (``--degrade``)."""
+
 DEFAULT_FONTS: tuple[str, ...] = (
     "DejaVuSans-Bold",
     "DejaVuSans-BoldOblique",
@@ -40,6 +45,15 @@ DEFAULT_FONTS: tuple[str, ...] = (
     "STIXGeneralBol",
 )
 """Font file stems looked up in ``matplotlib.get_data_path()/fonts/ttf``."""
+
+DEGRADED_FONTS: tuple[str, ...] = (
+    "DejaVuSansMono-BoldOblique",
+    "DejaVuSerif-BoldItalic",
+    "STIXGeneralBolIta",
+    "DejaVuSans-Oblique",
+    "DejaVuSansMono",
+)
+"""Fonts of the ``test_degraded`` split: bundled ones :data:`DEFAULT_FONTS` omits."""
 
 # Fields that do not influence the produced files.
 _RUNTIME_FIELDS: frozenset[str] = frozenset({"out_dir", "workers", "overwrite"})
@@ -57,7 +71,12 @@ _RANGE_BOUNDS: dict[str, tuple[float, float]] = {
     "gain_range": (0.0, 3.0),
     "blur_radius_range": (0.0, 10.0),
     "noise_std_range": (0.0, 100.0),
+    "degrade_scale_range": (0.05, 1.0),
+    "degrade_blur_radius_range": (0.0, 10.0),
+    "degrade_noise_std_range": (0.0, 100.0),
 }
+# Prefix of the fields that only matter with ``degrade=True``.
+_DEGRADE_PREFIX = "degrade"
 
 FloatRange = tuple[float, float]
 
@@ -137,6 +156,15 @@ class SynthConfig:
             (scaled with ``image_size``).
         noise_std_range: Standard deviation of Gaussian pixel noise (0-255 scale).
         jpeg_quality_range: JPEG quality, an integer drawn from this range.
+        degrade: Also write the ``test_degraded`` split: test-sized, rendered
+            like broadcast crops (see :mod:`.degraded`). Leaves the other splits
+            byte-identical.
+        degrade_fonts: Fonts of that split; those also in ``fonts`` are skipped.
+        degrade_scale_range: That split is rendered, down-scaled to this
+            fraction of its size and scaled back up (low resolution).
+        degrade_blur_radius_range: Its ``blur_radius_range``.
+        degrade_noise_std_range: Its ``noise_std_range``.
+        degrade_jpeg_quality_range: Its ``jpeg_quality_range``.
     """
 
     out_dir: Path
@@ -173,6 +201,12 @@ class SynthConfig:
     blur_radius_range: FloatRange = (0.0, 0.9)
     noise_std_range: FloatRange = (0.0, 6.0)
     jpeg_quality_range: tuple[int, int] = (55, 95)
+    degrade: bool = False
+    degrade_fonts: tuple[str, ...] = DEGRADED_FONTS
+    degrade_scale_range: FloatRange = (0.3, 0.55)
+    degrade_blur_radius_range: FloatRange = (0.3, 1.2)
+    degrade_noise_std_range: FloatRange = (4.0, 12.0)
+    degrade_jpeg_quality_range: tuple[int, int] = (10, 35)
 
     def __post_init__(self) -> None:
         """Normalise and validate the fields.
@@ -210,9 +244,10 @@ class SynthConfig:
             raise ValueError("fonts must not be empty")
         for name, (low, high) in _RANGE_BOUNDS.items():
             _check_range(name, getattr(self, name), low, high)
-        lo_q, hi_q = self.jpeg_quality_range
-        if not 1 <= lo_q <= hi_q <= 100:
-            raise ValueError(f"jpeg_quality_range invalid: {self.jpeg_quality_range}")
+        for name in ("jpeg_quality_range", "degrade_jpeg_quality_range"):
+            lo_q, hi_q = getattr(self, name)
+            if not 1 <= lo_q <= hi_q <= 100:
+                raise ValueError(f"{name} invalid: {getattr(self, name)}")
         for name in _PROB_FIELDS:
             _check_prob(name, getattr(self, name))
         if not 0.0 <= self.max_rotation_deg <= 45.0:
@@ -232,23 +267,38 @@ class SynthConfig:
         """
         return max(self.min_eval_per_class, round(self.eval_fraction * self.per_class))
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits written: :data:`SPLITS`, plus :data:`DEGRADED_SPLIT` if on."""
+        return (*SPLITS, DEGRADED_SPLIT) if self.degrade else SPLITS
+
     def per_class_counts(self) -> dict[str, int]:
-        """Images per class for each split.
+        """Images per class for each split in :attr:`splits`.
 
         Returns:
             Mapping ``split -> images per class``.
         """
         n_eval = self.eval_per_class
-        return {"train": self.per_class, "valid": n_eval, "test": n_eval}
+        counts = {"train": self.per_class, "valid": n_eval, "test": n_eval}
+        if self.degrade:
+            counts[DEGRADED_SPLIT] = n_eval
+        return counts
 
     def fingerprint(self) -> dict[str, Any]:
         """JSON-serialisable description of everything that affects the output.
 
         Returns:
-            The config fields (minus ``out_dir``, ``workers`` and ``overwrite``)
-            plus ``generator_version``, with tuples converted to lists.
+            The config fields (minus ``out_dir``, ``workers`` and ``overwrite``,
+            and minus the ``degrade*`` fields when ``degrade`` is off, so such a
+            dataset is described as before the option existed) plus
+            ``generator_version``, with tuples converted to lists.
         """
-        data = {k: v for k, v in asdict(self).items() if k not in _RUNTIME_FIELDS}
+        data = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in _RUNTIME_FIELDS
+            and (self.degrade or not k.startswith(_DEGRADE_PREFIX))
+        }
         data["generator_version"] = GENERATOR_VERSION
         normalised: dict[str, Any] = json.loads(json.dumps(data))
         return normalised

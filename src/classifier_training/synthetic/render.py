@@ -17,14 +17,22 @@ from PIL import Image, ImageDraw, ImageFilter
 from classifier_training.synthetic.classes import normalise_classes
 from classifier_training.synthetic.colors import (
     EDGE_COLORS,
+    HELD_OUT_PALETTE,
     PALETTE,
     Color,
+    Palette,
     jitter,
     outline_candidates,
     pick,
     pick_contrasting,
 )
-from classifier_training.synthetic.config import SPLITS, SynthConfig
+from classifier_training.synthetic.config import (
+    DEGRADED_SPLIT,
+    SPLITS,
+    FloatRange,
+    SynthConfig,
+)
+from classifier_training.synthetic.degraded import degraded_config, degraded_fonts
 from classifier_training.synthetic.fonts import (
     REF_FONT_SIZE,
     find_fonts,
@@ -45,12 +53,14 @@ from classifier_training.synthetic.texture import (
     draw_stripes,
 )
 
-__all__ = ["Metadata", "render_crop", "render_sample"]
+__all__ = ["Metadata", "fonts_for_split", "render_crop", "render_sample"]
 
 Metadata = dict[str, str | bool]
 """Per-image description stored in ``annotations.jsonl`` (colour names, font...)."""
 
-_SPLIT_IDS: dict[str, int] = {name: i for i, name in enumerate(SPLITS)}
+_SPLIT_IDS: dict[str, int] = {
+    name: i for i, name in enumerate((*SPLITS, DEGRADED_SPLIT))
+}
 
 
 def _image_rng(seed: int, split: str, label: str, index: int) -> np.random.Generator:
@@ -64,21 +74,25 @@ def _stripe_color(
     style: str,
     jersey: Color,
     avoid: tuple[str, str],
+    palette: Palette,
 ) -> Color:
     """Stripe colour: a tint of the jersey for pinstripes, else a third colour."""
-    names = list(PALETTE)
+    names = list(palette)
     if style == "pinstripe":
-        other = np.array(PALETTE[pick(rng, names)], dtype=np.float64)
+        other = np.array(palette[pick(rng, names)], dtype=np.float64)
         mix = rng.uniform(0.15, 0.3)
         blend = (1 - mix) * np.array(jersey, dtype=np.float64) + mix * other
         r, g, b = (int(np.rint(v)) for v in blend)
         return (r, g, b)
     stripe_name = pick(rng, [n for n in names if n not in avoid])
-    return jitter(rng, PALETTE[stripe_name], cfg.color_jitter)
+    return jitter(rng, palette[stripe_name], cfg.color_jitter)
 
 
 def _jersey(
-    rng: np.random.Generator, cfg: SynthConfig, size: tuple[int, int]
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    size: tuple[int, int],
+    palette: Palette,
 ) -> tuple[Image.Image, list[float], Metadata, str]:
     """Jersey colour, stripes and an optional background band at one side.
 
@@ -87,9 +101,9 @@ def _jersey(
         and the palette name chosen for the number.
     """
     w, h = size
-    jersey_name = pick(rng, list(PALETTE))
-    jersey = jitter(rng, PALETTE[jersey_name], cfg.color_jitter)
-    number_name = pick_contrasting(rng, jersey_name, cfg.min_contrast)
+    jersey_name = pick(rng, list(palette))
+    jersey = jitter(rng, palette[jersey_name], cfg.color_jitter)
+    number_name = pick_contrasting(rng, jersey_name, cfg.min_contrast, palette=palette)
     img = Image.new("RGB", (w, h), jersey)
     draw = ImageDraw.Draw(img)
 
@@ -97,7 +111,7 @@ def _jersey(
     if rng.random() < cfg.stripe_prob:
         stripes = pick(rng, STRIPE_STYLES)
         avoid = (jersey_name, number_name)
-        color = _stripe_color(rng, cfg, stripes, jersey, avoid)
+        color = _stripe_color(rng, cfg, stripes, jersey, avoid, palette)
         draw_stripes(draw, rng, stripes, color, (w, h))
 
     # Free area for the number; a background band may occupy one side.
@@ -136,6 +150,7 @@ def _draw_number(
     label: str,
     colors: tuple[str, str],
     box: Sequence[float],
+    palette: Palette,
 ) -> Metadata:
     """Draw ``label`` onto ``img`` fully inside ``box`` (x0, y0, x1, y1).
 
@@ -149,14 +164,14 @@ def _draw_number(
     outline = bool(rng.random() < cfg.outline_prob)
     if outline:
         stroke_frac = rng.uniform(*cfg.outline_width_range)
-        outline_name = pick(rng, outline_candidates(number_name, jersey_name))
+        outline_name = pick(rng, outline_candidates(number_name, jersey_name, palette))
     else:
         is_bold = "Bol" in font_name
         stroke_frac = 0.0 if is_bold else cfg.faux_bold_width
         outline_name = number_name
-    number_color = jitter(rng, PALETTE[number_name], cfg.color_jitter)
+    number_color = jitter(rng, palette[number_name], cfg.color_jitter)
     outline_color = (
-        jitter(rng, PALETTE[outline_name], cfg.color_jitter)
+        jitter(rng, palette[outline_name], cfg.color_jitter)
         if outline
         else number_color
     )
@@ -200,12 +215,24 @@ def _draw_number(
 
 
 def _finish(
-    rng: np.random.Generator, cfg: SynthConfig, img: Image.Image
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    img: Image.Image,
+    low_res: FloatRange | None,
 ) -> tuple[Image.Image, int]:
-    """Downsample, blur, shade, add noise and draw the JPEG quality."""
-    if cfg.supersample > 1:
+    """Downsample, blur, shade, add noise and draw the JPEG quality.
+
+    With ``low_res`` the crop first passes through a smaller size: down-scaled
+    by a factor drawn from that range, then scaled back up.
+    """
+    out_w, out_h = img.width // cfg.supersample, img.height // cfg.supersample
+    if low_res is not None:
+        factor = rng.uniform(*low_res)
+        small = (max(2, round(out_w * factor)), max(2, round(out_h * factor)))
+        img = img.resize(small, Image.Resampling.BOX)
+        img = img.resize((out_w, out_h), Image.Resampling.BILINEAR)
+    elif cfg.supersample > 1:
         img = img.reduce(cfg.supersample)
-    out_w, out_h = img.size
     radius = rng.uniform(*cfg.blur_radius_range) * out_h / 64.0
     if radius > 0.05:
         img = img.filter(ImageFilter.GaussianBlur(radius))
@@ -229,8 +256,8 @@ def render_crop(
 
     Args:
         cfg: Generation settings.
-        fonts: Mapping ``stem -> font path`` (see :func:`find_fonts`).
-        split: One of :data:`SPLITS`.
+        fonts: Mapping ``stem -> font path``: :func:`fonts_for_split`.
+        split: One of :data:`SPLITS` or :data:`DEGRADED_SPLIT`.
         label: Class label, ``"0"`` .. ``"99"`` or ``""``.
         index: Image index within its class and split.
 
@@ -238,22 +265,42 @@ def render_crop(
         The final RGB image, the JPEG quality to save it with, and its metadata.
     """
     rng = _image_rng(cfg.seed, split, label, index)
+    palette: Palette = PALETTE
+    low_res: FloatRange | None = None
+    if split == DEGRADED_SPLIT:
+        palette, low_res = HELD_OUT_PALETTE, cfg.degrade_scale_range
+        cfg = degraded_config(cfg, unseen_fonts=not set(fonts) <= set(cfg.fonts))
     ss = cfg.supersample
     out_h = cfg.image_size
     out_w = max(8, round(out_h * rng.uniform(*cfg.aspect_range)))
     w, h = out_w * ss, out_h * ss
-    img, box, meta, number_name = _jersey(rng, cfg, (w, h))
+    img, box, meta, number_name = _jersey(rng, cfg, (w, h), palette)
     jersey_name = str(meta["jersey_color"])
     if label:
         colors = (jersey_name, number_name)
-        meta.update(_draw_number(img, rng, cfg, fonts, label, colors, box))
+        meta.update(_draw_number(img, rng, cfg, fonts, label, colors, box, palette))
     elif rng.random() < cfg.logo_prob:
-        logo_name = pick_contrasting(rng, jersey_name, 1.5)
-        logo_color = jitter(rng, PALETTE[logo_name], cfg.color_jitter)
+        logo_name = pick_contrasting(rng, jersey_name, 1.5, palette=palette)
+        logo_color = jitter(rng, palette[logo_name], cfg.color_jitter)
         draw_logo(ImageDraw.Draw(img), rng, cfg, logo_color, (w, h))
         meta["logo"] = True
-    img, quality = _finish(rng, cfg, img)
+    img, quality = _finish(rng, cfg, img, low_res)
     return img, quality, meta
+
+
+def fonts_for_split(config: SynthConfig, split: str) -> dict[str, str]:
+    """The fonts a split is drawn with (held-out ones for the degraded split).
+
+    Args:
+        config: Generation settings.
+        split: One of :data:`SPLITS` or :data:`DEGRADED_SPLIT`.
+
+    Returns:
+        Mapping ``stem -> font path``.
+    """
+    if split == DEGRADED_SPLIT:
+        return degraded_fonts(config)
+    return find_fonts(config.fonts)
 
 
 def render_sample(
@@ -267,7 +314,8 @@ def render_sample(
     Args:
         config: Generation settings (``out_dir`` is ignored).
         label: Class label, ``"0"`` .. ``"99"`` or ``""``.
-        split: One of :data:`SPLITS`.
+        split: One of :data:`SPLITS` or :data:`DEGRADED_SPLIT` (rendered even
+            when ``config.degrade`` is off).
         index: Image index within its class and split.
 
     Returns:
@@ -277,7 +325,8 @@ def render_sample(
         ValueError: If ``label`` or ``split`` is invalid.
     """
     if split not in _SPLIT_IDS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise ValueError(f"split must be one of {tuple(_SPLIT_IDS)}, got {split!r}")
     normalise_classes([label])
-    image, _, meta = render_crop(config, find_fonts(config.fonts), split, label, index)
+    fonts = fonts_for_split(config, split)
+    image, _, meta = render_crop(config, fonts, split, label, index)
     return image, meta

@@ -7,6 +7,7 @@ Layout written to ``config.out_dir``::
     train/images/<label>_<index>.jpg
     valid/...
     test/...
+    test_degraded/...            # only with config.degrade (see .degraded)
     .complete                    # marker written last, holds the row counts
 
 Images are rendered in worker processes; since every image seeds its own
@@ -23,16 +24,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from classifier_training.core.io import atomic_write_text
 from classifier_training.synthetic.classes import label_to_stem
 from classifier_training.synthetic.config import (
+    DEGRADED_SPLIT,
     SPLITS,
     SynthConfig,
     SynthError,
     default_workers,
 )
-from classifier_training.synthetic.fonts import find_fonts
-from classifier_training.synthetic.render import Metadata, render_crop
-from classifier_training.utils.io import atomic_write_text
+from classifier_training.synthetic.render import (
+    Metadata,
+    fonts_for_split,
+    render_crop,
+)
 
 __all__ = [
     "ANNOTATIONS_NAME",
@@ -51,7 +56,7 @@ IMAGES_DIRNAME = "images"
 PREFIX = "jersey number"
 """The ``prefix`` of every annotation row (the task the label answers)."""
 
-# Temporary files a killed run may leave at the top level: utils.io's
+# Temporary files a killed run may leave at the top level: core.io's
 # (".<stem>.<random>.tmp<suffix>") and those of earlier releases ("<name>.tmp").
 _STALE_TMP_PATTERNS = (
     f".{Path(CONFIG_NAME).stem}.*.tmp.json",
@@ -61,10 +66,11 @@ _STALE_TMP_PATTERNS = (
 )
 
 _Task = tuple[str, str, int, str]  # split, label, index, output path
+_Fonts = dict[str, dict[str, str]]  # split -> font stem -> path
 _WORKER_STATE: dict[str, Any] = {}
 
 
-def _init_worker(cfg: SynthConfig, fonts: dict[str, str]) -> None:
+def _init_worker(cfg: SynthConfig, fonts: _Fonts) -> None:
     _WORKER_STATE["cfg"] = cfg
     _WORKER_STATE["fonts"] = fonts
 
@@ -72,7 +78,8 @@ def _init_worker(cfg: SynthConfig, fonts: dict[str, str]) -> None:
 def _run_task(task: _Task) -> Metadata:
     split, label, index, path = task
     cfg: SynthConfig = _WORKER_STATE["cfg"]
-    image, quality, meta = render_crop(cfg, _WORKER_STATE["fonts"], split, label, index)
+    fonts = _WORKER_STATE["fonts"][split]
+    image, quality, meta = render_crop(cfg, fonts, split, label, index)
     image.save(path, format="JPEG", quality=quality)
     return meta
 
@@ -84,7 +91,7 @@ def _file_name(label: str, index: int) -> str:
 def _tasks(cfg: SynthConfig) -> list[_Task]:
     counts = cfg.per_class_counts()
     tasks: list[_Task] = []
-    for split in SPLITS:
+    for split in cfg.splits:
         image_dir = cfg.out_dir / split / IMAGES_DIRNAME
         for label in cfg.classes:
             for index in range(counts[split]):
@@ -138,7 +145,7 @@ def _prepare_out_dir(cfg: SynthConfig) -> None:
         for pattern in _STALE_TMP_PATTERNS:
             for stale in out.glob(pattern):
                 stale.unlink(missing_ok=True)
-        for split in SPLITS:
+        for split in (*SPLITS, DEGRADED_SPLIT):
             if (out / split).is_dir():
                 shutil.rmtree(out / split)
             elif (out / split).exists():
@@ -151,7 +158,7 @@ def _chunksize(n_tasks: int, workers: int) -> int:
 
 
 def _iter_metadata(
-    cfg: SynthConfig, fonts: dict[str, str], tasks: list[_Task], workers: int
+    cfg: SynthConfig, fonts: _Fonts, tasks: list[_Task], workers: int
 ) -> Iterator[Metadata]:
     if workers <= 1:
         _init_worker(cfg, fonts)
@@ -171,8 +178,8 @@ def _existing_counts(config: SynthConfig) -> dict[str, int] | None:
         return None
     marker = _read_json(config.out_dir / MARKER_NAME)
     counts = marker.get("counts") if isinstance(marker, dict) else None
-    if isinstance(counts, dict) and set(counts) == set(SPLITS):
-        return {split: int(counts[split]) for split in SPLITS}
+    if isinstance(counts, dict) and set(counts) == set(config.splits):
+        return {split: int(counts[split]) for split in config.splits}
     return None
 
 
@@ -206,11 +213,11 @@ def generate_dataset(
     _prepare_out_dir(config)
 
     start = time.perf_counter()
-    fonts = find_fonts(config.fonts)
+    fonts = {split: fonts_for_split(config, split) for split in config.splits}
     atomic_write_text(
         out / CONFIG_NAME, json.dumps(config.fingerprint(), indent=2) + "\n"
     )
-    for split in SPLITS:
+    for split in config.splits:
         (out / split / IMAGES_DIRNAME).mkdir(parents=True, exist_ok=True)
     tasks = _tasks(config)
     workers = min(config.workers or default_workers(), max(1, len(tasks)))
@@ -219,7 +226,7 @@ def generate_dataset(
         f"{config.per_class_counts()} per class) with {workers} worker(s) to {out}"
     )
 
-    rows: dict[str, list[str]] = {split: [] for split in SPLITS}
+    rows: dict[str, list[str]] = {split: [] for split in config.splits}
     for (split, label, index, _), meta in zip(
         tasks, _iter_metadata(config, fonts, tasks, workers), strict=True
     ):
@@ -231,11 +238,11 @@ def generate_dataset(
         }
         rows[split].append(json.dumps(row, sort_keys=False))
 
-    for split in SPLITS:
+    for split in config.splits:
         atomic_write_text(
             out / split / ANNOTATIONS_NAME, "".join(line + "\n" for line in rows[split])
         )
-    counts = {split: len(rows[split]) for split in SPLITS}
+    counts = {split: len(rows[split]) for split in config.splits}
     atomic_write_text(
         out / MARKER_NAME, json.dumps({"counts": counts}, indent=2) + "\n"
     )

@@ -9,7 +9,7 @@ image and can hash its content for the leakage report.
 Problems are collected, never raised one at a time: the report lists each as
 ``file:line: what is wrong`` (JSONL) or ``image path: what is wrong``
 (class-per-folder), and :meth:`DataReport.raise_for_errors` raises a
-:class:`~classifier_training.data.readers.DataError` carrying the whole report.
+:class:`~classifier_training.core.readers.DataError` carrying the whole report.
 
 Bad-image policy (``data.on_bad_image``):
 
@@ -35,13 +35,13 @@ from typing import Any, Literal
 import numpy as np
 from PIL import UnidentifiedImageError
 
-from classifier_training.config import BadImagePolicy
-from classifier_training.data.image_io import (
+from classifier_training.core.image_io import (
     ImageTooLargeError,
+    image_threads,
     load_image,
     open_image,
 )
-from classifier_training.data.readers import (
+from classifier_training.core.readers import (
     DataError,
     Problem,
     Sample,
@@ -52,6 +52,8 @@ from classifier_training.data.readers import (
     read_split,
     split_known,
 )
+
+BadImagePolicy = Literal["error", "skip"]  # data.on_bad_image
 
 _TAIL_BYTES = 1024
 
@@ -161,11 +163,6 @@ def check_image(
     return ImageCheck(path, size=size, pixel_hash=pixels.hexdigest())
 
 
-def default_workers() -> int:
-    """Threads for the image pass (I/O and PIL decoding release the GIL)."""
-    return min(16, 4 * (os.cpu_count() or 1))
-
-
 def check_images(
     paths: Iterable[Path],
     decode: bool = False,
@@ -178,8 +175,9 @@ def check_images(
     Args:
         paths: Image files (duplicates are checked once).
         decode: Decode every image fully.
-        hash_content: Hash file bytes and decoded pixels.
-        workers: Thread count (default: :func:`default_workers`).
+        hash_content: Hash the decoded pixels.
+        workers: Thread count (default:
+            :func:`~classifier_training.core.image_io.image_threads`).
         progress: Called with 1 after each image.
 
     Returns:
@@ -187,7 +185,7 @@ def check_images(
     """
     unique = list(dict.fromkeys(paths))
     results: dict[Path, ImageCheck] = {}
-    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+    with ThreadPoolExecutor(max_workers=workers or image_threads()) as pool:
         for check in pool.map(lambda p: check_image(p, decode, hash_content), unique):
             results[check.path] = check
             if progress is not None:
@@ -350,7 +348,7 @@ def validate_dataset(
         on_bad_image: ``skip`` turns unreadable images into warnings (their rows
             are then left out by :meth:`DataReport.usable_rows`).
         decode: Fully decode every image (finds every truncated file).
-        hash_content: Hash file bytes and pixels (for the leakage report).
+        hash_content: Hash the decoded pixels (for the leakage report).
         unknown_labels: Warn about valid/test labels absent from train.
         workers: Threads for the image pass.
         progress: Called with 1 after each image is checked.

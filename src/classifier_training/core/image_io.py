@@ -7,6 +7,7 @@ image above :data:`MAX_IMAGE_PIXELS` is refused before a single pixel is decoded
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -18,6 +19,15 @@ from PIL import Image, ImageOps
 MAX_IMAGE_PIXELS = 89_478_485
 
 _HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def image_threads() -> int:
+    """Threads for reading and decoding many images (header checks, caches).
+
+    Pillow releases the GIL while reading and decoding, so threads beyond the
+    core count still pay off while some wait on the disk; 16 at most.
+    """
+    return min(16, 4 * (os.cpu_count() or 1))
 
 
 class ImageTooLargeError(OSError):

@@ -1,0 +1,509 @@
+"""Broadcast-video degradations as ``torchvision.transforms.v2`` transforms.
+
+Jersey crops cut from broadcast video are small, blurred, noisy and JPEG
+compressed. This module turns a :class:`DegradationsConfig` (each degradation
+with a probability ``p`` and a range, all off by default) into one v2 transform
+with :func:`build_degradations`, so a YAML preset can describe them as data.
+
+v2 already provides most of them and is used as is: ``v2.JPEG`` (quality range),
+``v2.GaussianBlur`` (sigma range) and ``v2.RandomAffine`` (zoom in/out with a
+single ``scale`` range, keeping the image size). Written here, because v2 lacks
+them:
+
+* :class:`RandomDownUpScale`: down-scale by a random factor and back up;
+  "pixelate" when the drawn up-scaling interpolation is ``nearest``.
+* :class:`RandomMotionBlur`: a line kernel of random length and angle.
+* :class:`RandomGaussianNoise`: ``v2.GaussianNoise`` has one fixed sigma and
+  refuses PIL images; this one draws sigma per call and accepts PIL.
+* :class:`ViaUint8`: runs a uint8-only transform (``v2.JPEG``) on float tensors.
+
+Every transform accepts PIL images, uint8 tensors and float tensors in ``[0, 1]``
+(plain or ``tv_tensors.Image``, with any leading batch dimensions), keeps the
+size, dtype and value range, and draws its random parameters from torch's
+generator, so ``torch.manual_seed`` reproduces it. Apply them before
+normalisation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import PIL.Image
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch.nn import functional as nnf
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+from torchvision.transforms.v2._utils import is_pure_tensor
+
+__all__ = [
+    "DegradationsConfig",
+    "DownUpScaleSpec",
+    "GaussianBlurSpec",
+    "JpegSpec",
+    "MotionBlurSpec",
+    "NoiseSpec",
+    "RandomDownUpScale",
+    "RandomGaussianNoise",
+    "RandomMotionBlur",
+    "ViaUint8",
+    "ZoomSpec",
+    "build_degradations",
+    "motion_blur_kernel",
+]
+
+Interpolation = Literal["bilinear", "nearest"]
+_MODES: dict[str, F.InterpolationMode] = {
+    "bilinear": F.InterpolationMode.BILINEAR,
+    "nearest": F.InterpolationMode.NEAREST,
+}
+# Photometric: images only; boxes, masks and labels pass through untouched.
+_IMAGE_TYPES: tuple[type | Callable[[Any], bool], ...] = (
+    PIL.Image.Image,
+    tv_tensors.Image,
+    is_pure_tensor,
+)
+
+
+def _uniform(low: float, high: float) -> float:
+    return float(torch.empty(()).uniform_(low, high).item())
+
+
+def _randint(low: int, high: int) -> int:
+    """Integer in ``[low, high]``, both ends included."""
+    return int(torch.randint(low, high + 1, ()).item())
+
+
+def _check_pair(name: str, value: tuple[float, float], low: float) -> None:
+    if not low <= value[0] <= value[1]:
+        raise ValueError(f"{name} must satisfy {low} <= lo <= hi, got {value}")
+
+
+def _apply_uint8_or_float(
+    inpt: Any, kernel: Callable[[torch.Tensor], torch.Tensor]
+) -> Any:
+    """Run a tensor ``kernel`` on a PIL image or tensor, returning the input type.
+
+    PIL images go through a uint8 tensor; tv_tensors are re-wrapped.
+    """
+    if isinstance(inpt, PIL.Image.Image):
+        return F.to_pil_image(kernel(F.pil_to_tensor(inpt)), mode=inpt.mode)
+    out = kernel(inpt.as_subclass(torch.Tensor))
+    return (
+        tv_tensors.wrap(out, like=inpt)
+        if isinstance(inpt, tv_tensors.TVTensor)
+        else out
+    )
+
+
+class _ImageTransform(v2.Transform):  # type: ignore[misc]
+    """v2 transform of images only; boxes, masks and labels pass through."""
+
+    _transformed_types = _IMAGE_TYPES
+
+    # torchvision < 0.21 calls the private names of make_params/transform.
+    def _get_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        params: dict[str, Any] = self.make_params(flat_inputs)
+        return params
+
+    def _transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return self.transform(inpt, params)
+
+
+class RandomDownUpScale(_ImageTransform):
+    """Down-scale by a random factor, then back up to the original size.
+
+    Simulates a player far from the camera: the crop had few pixels and was
+    up-scaled by the loader. Down-scaling is antialiased bilinear (an average, as
+    a camera sensor does); up-scaling uses an interpolation drawn per call, where
+    ``nearest`` gives the blocky "pixelate" look and ``bilinear`` a soft one.
+
+    Args:
+        scale: ``(low, high)`` range of the size factor, in ``(0, 1]``.
+        interpolations: Up-scaling interpolations drawn uniformly.
+    """
+
+    def __init__(
+        self,
+        scale: tuple[float, float] = (0.25, 0.6),
+        interpolations: tuple[Interpolation, ...] = ("bilinear", "nearest"),
+    ) -> None:
+        """Store the ranges (see class docstring)."""
+        super().__init__()
+        _check_pair("scale", scale, 0.0)
+        if scale[0] <= 0 or scale[1] > 1:
+            raise ValueError(f"scale must lie in (0, 1], got {scale}")
+        if not interpolations or any(m not in _MODES for m in interpolations):
+            raise ValueError(
+                f"interpolations must be a non-empty subset of {sorted(_MODES)}, "
+                f"got {interpolations}"
+            )
+        self.scale = tuple(scale)
+        self.interpolations = tuple(interpolations)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """Draw the size factor and the up-scaling interpolation."""
+        factor = _uniform(*self.scale)
+        mode = self.interpolations[_randint(0, len(self.interpolations) - 1)]
+        return {"factor": factor, "interpolation": _MODES[mode]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Down-scale ``inpt`` and scale it back to its size."""
+        height, width = F.get_size(inpt)
+        small = [
+            max(1, round(height * params["factor"])),
+            max(1, round(width * params["factor"])),
+        ]
+        down = F.resize(inpt, small, F.InterpolationMode.BILINEAR, antialias=True)
+        return F.resize(down, [height, width], params["interpolation"], antialias=True)
+
+
+def motion_blur_kernel(length: int, angle_deg: float) -> torch.Tensor:
+    """Normalised, antialiased line kernel for motion blur.
+
+    Args:
+        length: Line length in pixels (>= 1; 1 is the identity).
+        angle_deg: Direction, counter-clockwise from the +x axis as seen on
+            screen (y grows downwards in the image).
+
+    Returns:
+        A float32 ``(k, k)`` kernel summing to 1, ``k`` = ``length`` rounded up
+        to odd; point-symmetric, so convolution and correlation agree.
+    """
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    size = length if length % 2 == 1 else length + 1
+    half_size = (size - 1) / 2
+    coords = torch.arange(size, dtype=torch.float64) - half_size
+    y, x = torch.meshgrid(coords, coords, indexing="ij")
+    theta = math.radians(angle_deg)
+    dx, dy = math.cos(theta), -math.sin(theta)
+    # Distance to the segment of the given length centred on the kernel.
+    t = (x * dx + y * dy).clamp(-(length - 1) / 2, (length - 1) / 2)
+    dist = torch.hypot(x - t * dx, y - t * dy)
+    kernel = (1.0 - dist).clamp(min=0.0)
+    return (kernel / kernel.sum()).to(torch.float32)
+
+
+def _convolve(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Per-channel 2-D convolution of ``[..., C, H, W]``, keeping dtype and size."""
+    shape = image.shape
+    channels = shape[-3]
+    batch = image.reshape(-1, channels, shape[-2], shape[-1])
+    work = batch.to(torch.float32)
+    pad = kernel.shape[-1] // 2
+    # Replicate padding works for any image size (reflect needs pad < size).
+    work = nnf.pad(work, (pad, pad, pad, pad), mode="replicate")
+    weight = kernel.to(work.device).expand(channels, 1, *kernel.shape)
+    out = nnf.conv2d(work, weight, groups=channels)
+    if image.dtype == torch.uint8:
+        out = out.round_().clamp_(0, 255)
+    return out.to(image.dtype).reshape(shape)
+
+
+class RandomMotionBlur(_ImageTransform):
+    """Blur along a line of random length and direction (camera or player motion).
+
+    Args:
+        length: ``(low, high)`` kernel length in pixels, integers, ``low >= 1``.
+        angle: ``(low, high)`` direction in degrees, counter-clockwise from +x.
+    """
+
+    def __init__(
+        self,
+        length: tuple[int, int] = (3, 7),
+        angle: tuple[float, float] = (0.0, 180.0),
+    ) -> None:
+        """Store the ranges (see class docstring)."""
+        super().__init__()
+        _check_pair("length", length, 1)
+        _check_pair("angle", angle, -360.0)
+        self.length = (int(length[0]), int(length[1]))
+        self.angle = (float(angle[0]), float(angle[1]))
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """Draw the line kernel."""
+        length = _randint(*self.length)
+        angle = _uniform(*self.angle)
+        return {"kernel": motion_blur_kernel(length, angle)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Convolve ``inpt`` with the drawn kernel."""
+        kernel = params["kernel"]
+        return _apply_uint8_or_float(inpt, lambda img: _convolve(img, kernel))
+
+
+def _noise(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Noise in float (uint8 support in v2's kernel is recent), same dtype back."""
+    work = image if image.is_floating_point() else image.to(torch.float32) / 255.0
+    out: torch.Tensor = F.gaussian_noise(work, sigma=sigma, clip=True)
+    if image.is_floating_point():
+        return out
+    return (out * 255.0).round_().to(image.dtype)
+
+
+class RandomGaussianNoise(_ImageTransform):
+    """Additive Gaussian (sensor) noise with a sigma drawn per call.
+
+    Uses ``v2.functional.gaussian_noise``; sigma is on the ``[0, 1]`` scale (times
+    255 for uint8 and PIL) and the result is clipped to the valid range.
+
+    Args:
+        sigma: ``(low, high)`` range of the noise standard deviation.
+    """
+
+    def __init__(self, sigma: tuple[float, float] = (0.01, 0.05)) -> None:
+        """Store the range (see class docstring)."""
+        super().__init__()
+        _check_pair("sigma", sigma, 0.0)
+        self.sigma = (float(sigma[0]), float(sigma[1]))
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """Draw sigma."""
+        return {"sigma": _uniform(*self.sigma)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Add noise to ``inpt``."""
+        sigma = params["sigma"]
+        return _apply_uint8_or_float(inpt, lambda img: _noise(img, sigma))
+
+
+class ViaUint8(_ImageTransform):
+    """Run a transform that needs uint8 (e.g. ``v2.JPEG``) on float tensors too.
+
+    Float tensors in ``[0, 1]`` are converted to uint8, transformed and converted
+    back to their dtype; PIL images and uint8 tensors go straight through.
+
+    Args:
+        inner: The uint8/PIL transform.
+    """
+
+    def __init__(self, inner: v2.Transform) -> None:
+        """Wrap ``inner``."""
+        super().__init__()
+        self.inner = inner
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Apply ``inner``, through uint8 if ``inpt`` is a float tensor."""
+        if isinstance(inpt, PIL.Image.Image) or not inpt.is_floating_point():
+            return self.inner(inpt)
+        as_uint8 = F.to_dtype(inpt, torch.uint8, scale=True)
+        return F.to_dtype(self.inner(as_uint8), inpt.dtype, scale=True)
+
+
+# ------------------------------------------------------------------ configuration
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    p: float = Field(default=0.0, ge=0, le=1)
+    """Probability of applying this degradation to an image."""
+
+
+class _RangeSpec(_Spec):
+    @model_validator(mode="after")
+    def _ordered(self) -> _RangeSpec:
+        for name, value in self:
+            if isinstance(value, tuple) and len(value) == 2 and value[0] > value[1]:
+                raise ValueError(f"{name} must be (low, high) with low <= high")
+        return self
+
+
+class ZoomSpec(_RangeSpec):
+    """Zoom in (> 1) or out (< 1) around the centre, size kept: ``v2.RandomAffine``.
+
+    Attributes:
+        p: Probability of applying it.
+        scale: ``(low, high)`` zoom factor.
+    """
+
+    scale: tuple[float, float] = Field(default=(0.75, 1.25))
+
+    @model_validator(mode="after")
+    def _positive(self) -> ZoomSpec:
+        if self.scale[0] <= 0:
+            raise ValueError("zoom.scale must be > 0")
+        return self
+
+
+class DownUpScaleSpec(_RangeSpec):
+    """Down-scale then up-scale: :class:`RandomDownUpScale`.
+
+    Attributes:
+        p: Probability of applying it.
+        scale: ``(low, high)`` size factor in ``(0, 1]``.
+        interpolations: Up-scaling modes drawn uniformly (``nearest`` pixelates).
+    """
+
+    scale: tuple[float, float] = (0.25, 0.6)
+    interpolations: tuple[Interpolation, ...] = Field(
+        default=("bilinear", "nearest"), min_length=1
+    )
+
+    @model_validator(mode="after")
+    def _in_unit(self) -> DownUpScaleSpec:
+        if not (self.scale[0] > 0 and self.scale[1] <= 1):
+            raise ValueError("downscale.scale must lie in (0, 1]")
+        return self
+
+
+class MotionBlurSpec(_RangeSpec):
+    """Motion blur: :class:`RandomMotionBlur`.
+
+    Attributes:
+        p: Probability of applying it.
+        length: ``(low, high)`` line length in pixels.
+        angle: ``(low, high)`` direction in degrees.
+    """
+
+    length: tuple[int, int] = (3, 7)
+    angle: tuple[float, float] = (0.0, 180.0)
+
+    @model_validator(mode="after")
+    def _positive(self) -> MotionBlurSpec:
+        if self.length[0] < 1:
+            raise ValueError("motion_blur.length must be >= 1")
+        return self
+
+
+class GaussianBlurSpec(_RangeSpec):
+    """Gaussian (defocus) blur: ``v2.GaussianBlur``.
+
+    Attributes:
+        p: Probability of applying it.
+        kernel_size: Odd kernel side in pixels.
+        sigma: ``(low, high)`` standard deviation in pixels.
+    """
+
+    kernel_size: int = Field(default=5, ge=1)
+    sigma: tuple[float, float] = (0.3, 1.5)
+
+    @model_validator(mode="after")
+    def _odd(self) -> GaussianBlurSpec:
+        if self.kernel_size % 2 == 0:
+            raise ValueError("gaussian_blur.kernel_size must be odd")
+        if self.sigma[0] <= 0:
+            raise ValueError("gaussian_blur.sigma must be > 0")
+        return self
+
+
+class NoiseSpec(_RangeSpec):
+    """Sensor noise: :class:`RandomGaussianNoise`.
+
+    Attributes:
+        p: Probability of applying it.
+        sigma: ``(low, high)`` standard deviation on the ``[0, 1]`` scale.
+    """
+
+    sigma: tuple[float, float] = (0.01, 0.05)
+
+    @model_validator(mode="after")
+    def _non_negative(self) -> NoiseSpec:
+        if self.sigma[0] < 0:
+            raise ValueError("noise.sigma must be >= 0")
+        return self
+
+
+class JpegSpec(_RangeSpec):
+    """JPEG re-compression: ``v2.JPEG`` (through :class:`ViaUint8`).
+
+    Attributes:
+        p: Probability of applying it.
+        quality: ``(low, high)`` JPEG quality, integers in ``[1, 100]``.
+    """
+
+    quality: tuple[int, int] = (20, 70)
+
+    @model_validator(mode="after")
+    def _in_range(self) -> JpegSpec:
+        if not (self.quality[0] >= 1 and self.quality[1] <= 100):
+            raise ValueError("jpeg.quality must lie in [1, 100]")
+        return self
+
+
+class DegradationsConfig(BaseModel):
+    """Broadcast degradations, each with a probability; all off by default.
+
+    They are applied in the order of the fields, the order a broadcast image
+    goes through: framing (zoom), resolution, motion, focus, sensor noise and
+    finally compression.
+
+    Attributes:
+        zoom: Zoom in/out.
+        downscale: Down-scale then up-scale (pixelate).
+        motion_blur: Motion blur.
+        gaussian_blur: Gaussian blur.
+        noise: Gaussian noise.
+        jpeg: JPEG re-compression.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    zoom: ZoomSpec = ZoomSpec()
+    downscale: DownUpScaleSpec = DownUpScaleSpec()
+    motion_blur: MotionBlurSpec = MotionBlurSpec()
+    gaussian_blur: GaussianBlurSpec = GaussianBlurSpec()
+    noise: NoiseSpec = NoiseSpec()
+    jpeg: JpegSpec = JpegSpec()
+
+
+def _transforms(
+    spec: DegradationsConfig, fill: float | tuple[float, ...]
+) -> list[tuple[float, v2.Transform]]:
+    return [
+        (
+            spec.zoom.p,
+            v2.RandomAffine(
+                degrees=0.0,
+                scale=spec.zoom.scale,
+                interpolation=v2.InterpolationMode.BILINEAR,
+                fill=fill,
+            ),
+        ),
+        (
+            spec.downscale.p,
+            RandomDownUpScale(spec.downscale.scale, spec.downscale.interpolations),
+        ),
+        (
+            spec.motion_blur.p,
+            RandomMotionBlur(spec.motion_blur.length, spec.motion_blur.angle),
+        ),
+        (
+            spec.gaussian_blur.p,
+            v2.GaussianBlur(spec.gaussian_blur.kernel_size, spec.gaussian_blur.sigma),
+        ),
+        (spec.noise.p, RandomGaussianNoise(spec.noise.sigma)),
+        (spec.jpeg.p, ViaUint8(v2.JPEG(list(spec.jpeg.quality)))),
+    ]
+
+
+def build_degradations(
+    spec: DegradationsConfig, *, fill: float | tuple[float, ...] = 0.0
+) -> v2.Transform:
+    """One v2 transform applying the enabled degradations of ``spec``.
+
+    Each degradation with ``p > 0`` is wrapped in ``v2.RandomApply`` with its
+    probability (``p == 1`` applies it always, without a draw); disabled ones are
+    left out, so an all-off spec gives ``v2.Identity``.
+
+    Args:
+        spec: Which degradations, with their probabilities and ranges.
+        fill: Colour of the border a zoom-out uncovers, in the input's value
+            scale (0-255 for PIL and uint8, 0-1 for float).
+
+    Returns:
+        The composed transform.
+    """
+    steps: list[v2.Transform] = []
+    for p, transform in _transforms(spec, fill):
+        if p >= 1.0:
+            steps.append(transform)
+        elif p > 0.0:
+            steps.append(v2.RandomApply([transform], p=p))
+    if not steps:
+        return v2.Identity()
+    return v2.Compose(steps)

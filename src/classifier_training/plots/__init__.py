@@ -1,0 +1,26 @@
+"""Figures and Rich tables, torch-free: used by the training callbacks and by
+``classifier-evaluate`` alike, so both draw the same pictures."""
+
+from classifier_training.plots.confusion import plot_confusion_matrix, top_confusions
+from classifier_training.plots.dataset import plot_class_counts, print_statistics
+from classifier_training.plots.figures import DPI, save_figure, save_image
+from classifier_training.plots.grid import BACKGROUND, GridTile, render_grid
+from classifier_training.plots.history import plot_learning_rate, plot_metric_curves
+from classifier_training.plots.tables import print_evaluation, print_model_table
+
+__all__ = [
+    "BACKGROUND",
+    "DPI",
+    "GridTile",
+    "plot_class_counts",
+    "plot_confusion_matrix",
+    "plot_learning_rate",
+    "plot_metric_curves",
+    "print_evaluation",
+    "print_model_table",
+    "print_statistics",
+    "render_grid",
+    "save_figure",
+    "save_image",
+    "top_confusions",
+]

@@ -1,0 +1,132 @@
+"""The deployment contract and ``labels_mapping.json``: one writer, one reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from classifier_training.core.contract import (
+    LABELS_MAPPING_FILE,
+    DeploymentContract,
+    LabelsMappingError,
+    parse_contract,
+    read_labels_mapping,
+    write_labels_mapping,
+)
+from classifier_training.core.errors import (
+    USER_ERROR_EXIT_CODE,
+    ClassifierError,
+    run_command,
+)
+
+FIXTURE_V1 = Path(__file__).parent / "fixtures" / "labels_mapping_v1.json"
+
+
+def _contract(**changes: object) -> DeploymentContract:
+    fields: dict[str, object] = {
+        "arch": "timm/resnet10t",
+        "class_names": ("", "10", "7"),
+        "image_size": 40,
+        "resize_mode": "letterbox",
+        "mean": (0.5, 0.4, 0.3),
+        "std": (0.2, 0.2, 0.25),
+    }
+    return DeploymentContract.model_validate(fields | changes)
+
+
+def test_todays_mapping_file_still_loads() -> None:
+    contract = read_labels_mapping(FIXTURE_V1)
+    assert contract.class_names == ("", "1", "23", "7")
+    assert contract.image_size == 40
+    assert contract.resize_mode == "letterbox"
+    assert contract.mean == (0.485, 0.456, 0.406)
+    assert contract.std == (0.229, 0.224, 0.225)
+    assert (contract.input_name, contract.output_name) == ("input", "logits")
+    assert contract.arch is None  # format 1 did not record it
+
+
+def test_round_trip_stores_each_field_once(tmp_path: Path) -> None:
+    contract = _contract()
+    path = write_labels_mapping(contract, tmp_path)
+    assert path == tmp_path / LABELS_MAPPING_FILE
+    assert list(tmp_path.iterdir()) == [path]  # atomic: no temporary left
+    stored = json.loads(path.read_text())
+    assert stored == {
+        "format_version": 2,
+        "arch": "timm/resnet10t",
+        "class_names": ["", "10", "7"],
+        "image_size": 40,
+        "resize_mode": "letterbox",
+        "mean": [0.5, 0.4, 0.3],
+        "std": [0.2, 0.2, 0.25],
+        "input_name": "input",
+        "output_name": "logits",
+    }
+    assert read_labels_mapping(path) == contract
+
+
+def test_derived_facts_are_computed_not_stored() -> None:
+    contract = _contract()
+    assert contract.num_classes == 3
+    assert contract.class_to_idx == {"": 0, "10": 1, "7": 2}
+    assert contract.idx_to_class == {0: "", 1: "10", 2: "7"}
+    with pytest.raises(ValidationError):
+        contract.image_size = 64  # type: ignore[misc]  # frozen
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not a labels mapping (cannot read it as JSON"),
+        ("[1, 2]", "a JSON object is expected, found list"),
+        ('{"model": "x"}', "not a labels mapping of this project"),
+        ('{"format_version": 3}', "format 3 was written by a newer version"),
+        ('{"num_classes": 2, "idx_to_class": {"0": "a"}}', "format 1 entry missing"),
+    ],
+)
+def test_foreign_or_broken_files_are_named_in_one_line(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / LABELS_MAPPING_FILE
+    path.write_text(content)
+    with pytest.raises(LabelsMappingError) as raised:
+        read_labels_mapping(path)
+    text = str(raised.value)
+    assert text.startswith(f"{path}: ")
+    assert message in text
+    assert "\n" not in text
+
+
+def test_invalid_fields_are_refused(tmp_path: Path) -> None:
+    good = _contract().to_json()
+    for change, message in (
+        ({"extra": 1}, "extra: Extra inputs are not permitted"),
+        ({"class_names": ["a", "a"]}, "class names repeated"),
+        ({"std": [0.2, 0.0, 0.2]}, "std must be > 0"),
+        ({"resize_mode": "crop"}, "resize_mode"),
+        ({"image_size": 2}, "image_size"),
+    ):
+        with pytest.raises(LabelsMappingError, match=message):
+            parse_contract(good | change, "x.json")
+    with pytest.raises(LabelsMappingError, match=r"missing\.json: labels mapping file"):
+        read_labels_mapping(tmp_path / "missing.json")
+
+
+def test_only_the_projects_errors_become_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def user_error() -> int:
+        raise LabelsMappingError("x.json: broken")
+
+    assert run_command(user_error) == USER_ERROR_EXIT_CODE
+    assert capsys.readouterr().err == "error: x.json: broken\n"
+
+    def bug() -> int:
+        raise KeyError("a bug keeps its traceback")
+
+    with pytest.raises(KeyError):
+        run_command(bug)
+    assert issubclass(LabelsMappingError, ClassifierError)
