@@ -153,7 +153,7 @@ def test_each_callback_can_be_switched_off() -> None:
         "dataset_statistics",
         "sampler_distribution",
     )
-    for config in ("callbacks=default", "callbacks=local"):
+    for config in ("callbacks=default",):
         cfg = compose_demo(
             ["data.data_root=/x", "paths.output_dir=/y", config]
             + [f"callbacks.{n}=null" for n in names]
@@ -575,7 +575,10 @@ def test_confusion_matrix_goes_to_wandb_when_it_logs(
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_MODE", "offline")
     wandb_logger = WandbLogger(offline=True, save_dir=str(tmp_path), project="t")
-    model = type(run.model)(**{**run.model.hparams, "pretrained": False})
+    model = type(run.model)(
+        **{**run.model.hparams, "pretrained": False},
+        optimizer=run.model.optimizer_factory,
+    )
     trainer = L.Trainer(
         accelerator="cpu",
         max_epochs=1,

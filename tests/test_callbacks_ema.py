@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from loguru import logger
 from classifier_training.callbacks.ema import EMACallback, WarmupEMA
 from classifier_training.config import DataModuleConfig
 from classifier_training.data.datamodule import ImageFolderDataModule
-from classifier_training.models import ResNet18ClassificationModel
+from classifier_training.models import ImageClassifier
+from classifier_training.models.optim import warmup_cosine
 from tests.helpers import make_jsonl_dataset
 
 STEPS_PER_EPOCH = 3  # 18 train images, batch 6
@@ -68,7 +70,7 @@ class EmaRun:
     ema: EMACallback
     folder: Path
     trainer: L.Trainer
-    model: ResNet18ClassificationModel
+    model: ImageClassifier
 
 
 def _datamodule(root: Path) -> ImageFolderDataModule:
@@ -81,13 +83,14 @@ def _datamodule(root: Path) -> ImageFolderDataModule:
     return datamodule
 
 
-def _model(datamodule: ImageFolderDataModule) -> ResNet18ClassificationModel:
-    return ResNet18ClassificationModel(
+def _model(datamodule: ImageFolderDataModule) -> ImageClassifier:
+    return ImageClassifier(
         num_classes=datamodule.num_classes,
         class_names=datamodule.class_names,
+        arch="resnet18",
         pretrained=False,
-        learning_rate=3e-3,
-        warmup_epochs=0.0,
+        optimizer=functools.partial(torch.optim.AdamW, lr=3e-3, weight_decay=0.05),
+        scheduler=functools.partial(warmup_cosine, warmup_epochs=0, min_lr_ratio=0.01),
     )
 
 

@@ -10,13 +10,20 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+)
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-import classifier_training.models  # noqa: F401  (registers model configs)
 from classifier_training.config import load_data_config
-from classifier_training.train import build_callbacks, build_loggers
+from classifier_training.train import (
+    build_callbacks,
+    build_loggers,
+    resolve_data_values,
+)
 
 ROOT_CONFIGS = [
     "train_demo",
@@ -26,7 +33,8 @@ ROOT_CONFIGS = [
 USER_KEYS = [
     "data.data_root", "data.batch_size", "data.num_workers", "data.image_size",
     "data.sampler.mode", "model.pretrained", "model.weights_path",
-    "model.learning_rate", "model.label_smoothing", "trainer.max_epochs",
+    "optimizer.lr", "optimizer.weight_decay", "scheduler.warmup_epochs",
+    "model.arch", "model.label_smoothing", "trainer.max_epochs",
     "trainer.accelerator", "trainer.precision",
 ]  # fmt: skip
 
@@ -62,12 +70,11 @@ def test_root_config_composes_and_validates(name: str, tmp_path: Path) -> None:
         else:
             assert value is not None, key
     assert OmegaConf.select(cfg, "model.no_such_key", default=absent) is absent
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    assert isinstance(data, dict)
-    data["transforms"] = OmegaConf.to_container(cfg.transforms)
-    config = load_data_config({str(k): v for k, v in data.items()})
+    config = load_data_config(resolve_data_values(cfg))
     assert config.image_size == cfg.data.image_size
-    assert cfg.model._target_.endswith("ResNet18ClassificationModel")
+    assert config.transforms.hue == cfg.data.transforms.hue
+    assert cfg.model._target_.endswith(".ImageClassifier")
+    assert cfg.model.arch == "resnet18"
 
 
 @pytest.mark.parametrize("name", ROOT_CONFIGS)
@@ -112,16 +119,15 @@ def test_jersey_recipe_requires_a_data_root() -> None:
 
 
 def test_model_group_switches_architecture(tmp_path: Path) -> None:
-    cfg = compose_root(
-        "train_demo", tmp_path, "model=resnet50", "model.learning_rate=3e-4"
-    )
-    assert cfg.model._target_.endswith("ResNet50ClassificationModel")
-    assert cfg.model.learning_rate == 3e-4
+    cfg = compose_root("train_demo", tmp_path, "model=resnet50", "optimizer.lr=3e-4")
+    assert cfg.model.arch == "resnet50"
+    assert cfg.optimizer.lr == 3e-4
     assert cfg.model.pretrained is False  # the demo's setting survives the switch
 
 
 @pytest.mark.parametrize(
-    "override", ["data.batch_sise=3", "model.learnin_rate=1", "trainer.foo=1"]
+    "override",
+    ["data.batch_sise=3", "model.learnin_rate=1", "optimizer.lrr=1", "trainer.foo=1"],
 )
 def test_unknown_keys_are_errors_naming_the_key(override: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigCompositionException) as info:
@@ -141,10 +147,34 @@ def test_callbacks_can_be_switched_off(tmp_path: Path) -> None:
     assert not any(isinstance(c, EarlyStopping) for c in build_callbacks(cfg))
     cfg = compose_root("train_demo", tmp_path, "~callbacks.lr_monitor")
     assert "lr_monitor" not in cfg.callbacks
+    cfg = compose_root("train_demo", tmp_path, "callbacks=none")
+    assert set(cfg.callbacks) == {"model_checkpoint", "last_checkpoint"}
+
+
+def test_without_a_logger_the_lr_monitor_is_left_out(tmp_path: Path) -> None:
+    cfg = compose_root("train_demo", tmp_path, "logging=none")
+    with_logger = build_callbacks(cfg)
+    without = build_callbacks(cfg, with_loggers=False)
+    assert any(isinstance(c, LearningRateMonitor) for c in with_logger)
+    assert not any(isinstance(c, LearningRateMonitor) for c in without)
+    assert len(without) == len(with_logger) - 1
+
+
+def test_switching_the_optimizer_keeps_the_recipe_learning_rate(
+    tmp_path: Path,
+) -> None:
+    cfg = compose_root("train_demo", tmp_path, "optimizer=sgd", "scheduler=step")
+    assert cfg.optimizer._target_ == "torch.optim.SGD"
+    assert cfg.optimizer.nesterov is True
+    assert cfg.optimizer.lr == 2e-3  # the demo's, set once in the recipe
+    assert cfg.scheduler.warmup_epochs == 0.5
 
 
 def test_transforms_group_switches_augmentation(tmp_path: Path) -> None:
     digits = compose_root("train_demo", tmp_path)
     natural = compose_root("train_demo", tmp_path, "transforms=natural")
-    assert digits.transforms.horizontal_flip_p == 0.0
-    assert natural.transforms.horizontal_flip_p == 0.5
+    assert digits.data.transforms.horizontal_flip_p == 0.0
+    assert natural.data.transforms.horizontal_flip_p == 0.5
+    assert natural.data.transforms.hue == digits.data.transforms.hue  # inherited
+    tuned = compose_root("train_demo", tmp_path, "data.transforms.hue=0.2")
+    assert load_data_config(resolve_data_values(tuned)).transforms.hue == 0.2

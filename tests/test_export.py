@@ -23,7 +23,7 @@ from classifier_training.export import (
     main,
     verify_onnx,
 )
-from classifier_training.models import ResNet18ClassificationModel
+from classifier_training.models import ImageClassifier
 
 SIZE = 16
 
@@ -174,8 +174,8 @@ def test_not_an_onnx_file_is_reported(tmp_path: Path) -> None:
 def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Checkpoints as Lightning writes them: with and without the data module state."""
     folder = tmp_path_factory.mktemp("ckpt")
-    model = ResNet18ClassificationModel(
-        num_classes=3, class_names=["", "23", "7"], pretrained=False
+    model = ImageClassifier(
+        num_classes=3, class_names=["", "23", "7"], arch="resnet18", pretrained=False
     )
     plain = {
         "state_dict": model.state_dict(),

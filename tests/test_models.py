@@ -1,7 +1,8 @@
-"""Models: shapes, ConfigStore registration, weights loading, optimizer, schedule."""
+"""Models: one classifier for every architecture, registration, optimizer, schedules."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from pathlib import Path
@@ -16,134 +17,183 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader
 
-from classifier_training.models import (
-    ResNet18ClassificationModel,
-    ResNet34ClassificationModel,
-    ResNet50ClassificationModel,
+from classifier_training.config import ConfigError
+from classifier_training.models import BaseClassificationModel, ImageClassifier
+from classifier_training.models.factory import (
+    UnknownArchitectureError,
+    WeightsError,
+    build_network,
 )
-from classifier_training.models.base import (
+from classifier_training.models.optim import (
     WARMUP_START_FACTOR,
-    BaseClassificationModel,
     build_warmup_cosine,
+    one_cycle,
+    step_decay,
+    warmup_cosine,
 )
-from classifier_training.models.resnet import WeightsError, build_resnet
 
 
 @pytest.mark.parametrize(
-    ("cls", "features"),
+    ("arch", "size"),
     [
-        (ResNet18ClassificationModel, 512),
-        (ResNet34ClassificationModel, 512),
-        (ResNet50ClassificationModel, 2048),
+        ("resnet18", 32),
+        ("mobilenet_v3_small", 32),
+        ("efficientnet_b0", 32),
+        ("timm/test_resnet", 32),
     ],
 )
-def test_forward_shape_and_head(cls: type, features: int) -> None:
-    model = cls(num_classes=7, pretrained=False).eval()
+def test_any_architecture_by_name(arch: str, size: int) -> None:
+    model = ImageClassifier(num_classes=7, arch=arch, pretrained=False).eval()
     with torch.no_grad():
-        logits = model(torch.randn(2, 3, 32, 32))
+        logits = model(torch.randn(2, 3, size, size))
     assert logits.shape == (2, 7)
-    assert model.network.fc.in_features == features
-    assert model.network.fc.out_features == 7
+    assert model.hparams["arch"] == arch
+
+
+def test_unknown_architecture_is_a_clear_error() -> None:
+    with pytest.raises(UnknownArchitectureError, match="resnet19"):
+        ImageClassifier(num_classes=3, arch="resnet19", pretrained=False)
+
+
+def test_base_model_is_abstract() -> None:
+    with pytest.raises(TypeError, match="abstract"):
+        BaseClassificationModel(num_classes=3)  # type: ignore[abstract]
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50"])
-def test_models_are_registered_in_config_store(name: str) -> None:
+def test_resnets_are_one_class_registered_three_times(name: str) -> None:
     node = ConfigStore.instance().repo["model"][f"{name}.yaml"].node
-    assert node["_target_"].endswith("ClassificationModel")
-    assert name[-2:] in node["_target_"]
-    # runtime arguments come from the data, never from the config
-    assert "num_classes" not in node
-    assert "class_names" not in node
-    assert node["learning_rate"] == 1e-3
+    assert node["_target_"].endswith(".ImageClassifier")
+    assert node["arch"] == name
+    # runtime arguments come from the data and from their own groups
+    for key in ("num_classes", "class_names", "optimizer", "scheduler"):
+        assert key not in node
     assert node["label_smoothing"] == 0.1
 
 
 def test_class_names_must_match_num_classes() -> None:
     with pytest.raises(ValueError, match="2 class_names for 3 classes"):
-        ResNet18ClassificationModel(
-            num_classes=3, class_names=["a", "b"], pretrained=False
-        )
+        ImageClassifier(num_classes=3, class_names=["a", "b"], pretrained=False)
+
+
+def test_weights_path_accepts_a_project_checkpoint(tmp_path: Path) -> None:
+    trained = ImageClassifier(num_classes=4, pretrained=False)
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": trained.state_dict()}, path)
+    model = ImageClassifier(num_classes=4, pretrained=False, weights_path=str(path))
+    assert torch.equal(model.network.fc.weight, trained.network.fc.weight)
 
 
 def test_weights_path_loads_torchvision_state_dict(tmp_path: Path) -> None:
     source = torchvision.models.resnet18(num_classes=1000)
     path = tmp_path / "resnet18.pth"
     torch.save(source.state_dict(), path)
-    network = build_resnet("resnet18", 4, pretrained=False, weights_path=str(path))
+    network = build_network("resnet18", 4, weights_path=str(path))
     assert torch.equal(network.conv1.weight, source.conv1.weight)
     assert network.fc.out_features == 4  # the 1000-class head is not used
 
 
-def test_weights_path_accepts_a_project_checkpoint(tmp_path: Path) -> None:
-    trained = ResNet18ClassificationModel(num_classes=4, pretrained=False)
-    path = tmp_path / "model.ckpt"
-    torch.save({"state_dict": trained.state_dict()}, path)
-    network = build_resnet("resnet18", 4, pretrained=False, weights_path=str(path))
-    assert torch.equal(network.fc.weight, trained.network.fc.weight)
-
-
-def test_weights_path_for_the_wrong_architecture_is_refused(tmp_path: Path) -> None:
+def test_weights_for_the_wrong_architecture_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "resnet50.pth"
     torch.save(torchvision.models.resnet50().state_dict(), path)
     with pytest.raises(WeightsError, match="does not fit resnet18"):
-        build_resnet("resnet18", 4, pretrained=False, weights_path=str(path))
+        ImageClassifier(num_classes=4, pretrained=False, weights_path=str(path))
 
 
-def test_missing_weights_path_is_named(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match=r"nothing\.pth does not exist"):
-        build_resnet(
-            "resnet18", 4, pretrained=False, weights_path=str(tmp_path / "nothing.pth")
-        )
-
-
-def test_pretrained_uses_torchvision_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # torchvision's real loading path, served from $TORCH_HOME instead of the network.
-    reference = torchvision.models.resnet18()
-    url = torchvision.models.ResNet18_Weights.DEFAULT.url
-    cache = tmp_path / "hub" / "checkpoints"
-    cache.mkdir(parents=True)
-    torch.save(reference.state_dict(), cache / Path(url).name)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    network = build_resnet("resnet18", 3, pretrained=True, weights_path=None)
-    assert torch.equal(network.layer1[0].conv1.weight, reference.layer1[0].conv1.weight)
-
-
-def test_failed_download_says_how_to_proceed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    # An unreachable proxy makes the download fail alike with or without internet.
-    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")
-    with pytest.raises(WeightsError) as info:
-        build_resnet("resnet18", 3, pretrained=True, weights_path=None)
-    message = str(info.value)
-    assert "model.weights_path=" in message
-    assert "model.pretrained=false" in message
-    assert "hub/checkpoints" in message
-
-
-def test_parameter_groups_skip_decay_on_norms_and_biases() -> None:
-    model = ResNet18ClassificationModel(
-        num_classes=3, pretrained=False, weight_decay=0.1
-    )
+def test_parameter_groups_leave_norms_and_biases_undecayed() -> None:
+    model = ImageClassifier(num_classes=3, pretrained=False)
     decay, no_decay = model.parameter_groups()
-    assert decay["weight_decay"] == 0.1
-    assert no_decay["weight_decay"] == 0.0
+    optimizer = torch.optim.AdamW([decay, no_decay], lr=1e-3, weight_decay=0.1)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]
     assert all(p.ndim > 1 for p in decay["params"])
     assert all(p.ndim == 1 for p in no_decay["params"])
     total = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
     assert total == sum(p.numel() for p in model.network.parameters())
 
 
-def lr_trace(
-    total: int, warmup: int, lr: float = 1.0, floor: float = 0.01
-) -> list[float]:
+class _Tiny(BaseClassificationModel):
+    """The training logic around a network that trains in milliseconds."""
+
+    def build_network(self, num_classes: int) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, num_classes))
+
+
+def _fit(model: BaseClassificationModel, max_epochs: int = 2) -> L.Trainer:
+    """Fit on 8 batches of 4 random images; return the trainer."""
+    data = torch.utils.data.TensorDataset(
+        torch.randn(32, 3, 4, 4), torch.randint(0, 3, (32,))
+    )
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=4,
+        collate_fn=lambda b: {
+            "images": torch.stack([x for x, _ in b]),
+            "labels": torch.stack([y for _, y in b]),
+        },
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, train_dataloaders=loader)
+    return trainer
+
+
+def test_configured_optimizer_and_schedule_are_used_per_step() -> None:
+    model = _Tiny(
+        num_classes=3,
+        optimizer=functools.partial(torch.optim.SGD, lr=0.5, momentum=0.9),
+        scheduler=functools.partial(warmup_cosine, warmup_epochs=1.0, min_lr_ratio=0.1),
+    )
+    trainer = _fit(model)
+    (optimizer,) = trainer.optimizers
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert trainer.global_step == 16
+    # Stepped per optimizer step: 16 steps end exactly at the floor.
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_training_without_an_optimizer_says_what_is_missing() -> None:
+    with pytest.raises(ValueError, match="optimizer="):
+        _fit(_Tiny(num_classes=3))
+
+
+def test_schedule_needs_a_finite_run() -> None:
+    model = _Tiny(
+        num_classes=3,
+        optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+        scheduler=functools.partial(warmup_cosine, warmup_epochs=0, min_lr_ratio=0),
+    )
+    with pytest.raises(ConfigError, match="max_epochs"):
+        _fit(model, max_epochs=-1)
+
+
+def test_per_class_accuracy_skips_classes_absent_from_the_split() -> None:
+    model = _Tiny(num_classes=3, class_names=["", "7", "23"])
+    with torch.no_grad():  # class "" always wins: right for "", wrong for "7"
+        model.network[1].weight.zero_()
+        model.network[1].bias.copy_(torch.tensor([5.0, 0.0, 0.0]))
+    labels = torch.tensor([0, 0, 1, 1, 1])  # no "23" in this split
+    loader = torch.utils.data.DataLoader(
+        [{"images": torch.randn(3, 4, 4), "labels": y} for y in labels], batch_size=2
+    )
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    trainer.validate(model, loader, verbose=False)
+    metrics = trainer.callback_metrics
+    assert metrics["val/acc_class/<empty>"] == pytest.approx(1.0)
+    assert metrics["val/acc_class/7"] == pytest.approx(0.0)
+    assert "val/acc_class/23" not in metrics  # no support: no number
+    assert metrics["val/acc_top1"] == pytest.approx(2 / 5)
+
+
+def lr_trace(scheduler_factory: functools.partial[object], total: int) -> list[float]:
     param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.AdamW([param], lr=lr)
-    scheduler = build_warmup_cosine(optimizer, total, warmup, floor)
+    optimizer = torch.optim.AdamW([param], lr=1.0)
+    scheduler = scheduler_factory(optimizer, total_steps=total, steps_per_epoch=10.0)
     trace = []
     for _ in range(total):
         trace.append(optimizer.param_groups[0]["lr"])
@@ -153,9 +203,11 @@ def lr_trace(
     return trace
 
 
-def test_schedule_warms_up_then_ends_exactly_at_the_floor() -> None:
-    trace = lr_trace(total=100, warmup=10)
-    assert trace[0] == pytest.approx(0.01)
+def test_warmup_cosine_warms_up_then_ends_exactly_at_the_floor() -> None:
+    trace = lr_trace(
+        functools.partial(warmup_cosine, warmup_epochs=1.0, min_lr_ratio=0.01), 100
+    )
+    assert trace[0] == pytest.approx(WARMUP_START_FACTOR)
     assert trace[10] == pytest.approx(1.0)
     warmup, decay = trace[:11], trace[10:]
     assert all(a <= b for a, b in itertools.pairwise(warmup))
@@ -165,18 +217,44 @@ def test_schedule_warms_up_then_ends_exactly_at_the_floor() -> None:
 
 
 def test_schedule_without_warmup_is_pure_cosine() -> None:
-    trace = lr_trace(total=20, warmup=0)
-    assert trace[0] == pytest.approx(1.0)
-    assert trace[-1] == pytest.approx(0.01)
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=1.0)
+    scheduler = build_warmup_cosine(optimizer, 20, 0, 0.01)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1.0)
+    for _ in range(20):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def test_step_schedule_decays_every_step_epochs() -> None:
+    trace = lr_trace(
+        functools.partial(step_decay, warmup_epochs=0.0, step_epochs=2.0, gamma=0.5),
+        60,
+    )
+    assert trace[19] == pytest.approx(1.0)
+    assert trace[20] == pytest.approx(0.5)
+    assert trace[40] == pytest.approx(0.25)
+
+
+def test_onecycle_peaks_after_warmup_at_the_optimizer_rate() -> None:
+    trace = lr_trace(
+        functools.partial(
+            one_cycle, warmup_epochs=2.0, div_factor=25.0, final_div_factor=100.0
+        ),
+        100,
+    )
+    assert trace[0] == pytest.approx(1.0 / 25)
+    assert max(trace) == pytest.approx(1.0)
+    assert trace.index(max(trace)) == 20 - 1
+    assert trace[-2] == pytest.approx(1.0 / 25 / 100, rel=1e-3)
 
 
 # -- the schedule and metrics of a real (tiny) fit ------------------------------------
 class TinyLinearModel(BaseClassificationModel):
     """The project's training logic around a one-layer network (fast on CPU)."""
 
-    def build_network(
-        self, num_classes: int, pretrained: bool, weights_path: str | None
-    ) -> nn.Module:
+    def build_network(self, num_classes: int) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(3 * 2 * 2, num_classes))
 
 
@@ -197,9 +275,7 @@ class KnownLogits(nn.Module):
 class KnownLogitsModel(BaseClassificationModel):
     """The project's training logic around :class:`KnownLogits`."""
 
-    def build_network(
-        self, num_classes: int, pretrained: bool, weights_path: str | None
-    ) -> nn.Module:
+    def build_network(self, num_classes: int) -> nn.Module:
         return KnownLogits()
 
 
@@ -257,10 +333,10 @@ def test_fit_uses_the_planned_lr_at_every_step(
     peak, floor_ratio = 0.1, 0.05
     model = TinyLinearModel(
         num_classes=3,
-        learning_rate=peak,
-        warmup_epochs=warmup_epochs,
-        min_lr_ratio=floor_ratio,
-        pretrained=False,
+        optimizer=functools.partial(torch.optim.AdamW, lr=peak),
+        scheduler=functools.partial(
+            warmup_cosine, warmup_epochs=warmup_epochs, min_lr_ratio=floor_ratio
+        ),
     )
     recorder = LRRecorder()
     trainer = tiny_trainer(epochs, [recorder])
@@ -318,7 +394,9 @@ def test_train_val_test_top1_and_top5_on_known_logits() -> None:
     train_ranks = [0, 1, 4, 5, 6, 2, 3, 0]
     val_ranks = [0, 6, 3, 5]  # top-1 1/4, top-5 2/4
     test_ranks = [1, 2, 3, 4, 5]  # top-1 0, top-5 4/5
-    model = KnownLogitsModel(num_classes=7, pretrained=False, warmup_epochs=0.0)
+    model = KnownLogitsModel(
+        num_classes=7, optimizer=functools.partial(torch.optim.SGD, lr=0.1)
+    )
     trainer = tiny_trainer(1, [])
     trainer.fit(
         model,

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -158,11 +164,14 @@ def test_resume_is_explicit_and_continues(
     assert metrics["epochs_completed"] == 3
     with (out / "metrics.csv").open() as handle:
         rows = [row for row in csv.DictReader(handle) if row.get("train/loss")]
-    resumed_at = torch.load(last, weights_only=True)["global_step"]
-    # Nothing before the checkpoint is trained again; the third epoch is trained.
-    assert min(int(row["step"]) for row in rows) >= resumed_at - 1
-    assert "2" in {row["epoch"] for row in rows}
-    assert "0" not in {row["epoch"] for row in rows}
+    # The earlier epochs' rows are kept (copied from the interrupted run's
+    # metrics.csv), the third epoch is trained, and nothing is trained twice.
+    epochs = [row["epoch"] for row in rows]
+    assert epochs == ["0", "1", "2"]
+    with (run_dir / "metrics.csv").open() as handle:
+        earlier = [row for row in csv.DictReader(handle) if row.get("train/loss")]
+    widened = [{**row, **dict.fromkeys(set(rows[0]) - set(row), "")} for row in earlier]
+    assert rows[:2] == widened
 
 
 @pytest.mark.slow
@@ -229,3 +238,113 @@ def test_unknown_override_is_refused_naming_the_key(tmp_path: Path) -> None:
     result = run_train(tmp_path, "data.batch_sise=4", check=False)
     assert result.returncode != 0
     assert "batch_sise" in result.stderr
+
+
+def test_logging_none_trains_without_the_lr_monitor(
+    dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "no_logger"
+    result = run_train(
+        dataset.parent,
+        f"data.data_root={dataset}",
+        f"hydra.run.dir={out}",
+        *FAST,
+        "trainer.max_epochs=1",
+        "logging=none",
+    )
+    assert "callbacks.lr_monitor: left out" in result.stderr + result.stdout
+    assert not (out / "metrics.csv").exists()
+    assert json.loads((out / "metrics.json").read_text())["epochs_completed"] == 1
+
+
+def test_an_unexpected_exception_keeps_its_traceback(
+    dataset: Path, tmp_path: Path
+) -> None:
+    # torch's own ValueError (not the project's error type): a bug's shape.
+    result = run_train(
+        dataset.parent,
+        f"data.data_root={dataset}",
+        f"hydra.run.dir={tmp_path / 'o'}",
+        *FAST,
+        "optimizer.lr=-1",
+        check=False,
+    )
+    assert result.returncode not in (0, 2)
+    assert "Traceback" in result.stderr
+    assert "Invalid learning rate" in result.stderr
+    assert "error: Invalid" not in result.stderr
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_ctrl_c_prints_the_resume_command_and_resuming_keeps_the_history(
+    dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "interrupted"
+    overrides = [
+        f"data.data_root={dataset}",
+        *[o for o in FAST if "max_epochs" not in o and "rich" not in o],
+        "callbacks=none",
+        "trainer.max_epochs=200",
+        f"hydra.run.dir={out}",  # Hydra reports hydra.* overrides after the rest
+    ]
+    command = [sys.executable, "-m", "classifier_training.train"]
+    process = subprocess.Popen(
+        [*command, "--config-name", "train_demo", *overrides],
+        cwd=dataset.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.is_file() and process.poll() is None:
+        assert time.monotonic() < deadline, "no last.ckpt after 300 s"
+        time.sleep(0.1)
+    time.sleep(1.0)  # into a later epoch, past the checkpoint's write
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode not in (0, 2), stderr[-2000:]
+    printed = stdout.strip().splitlines()[-1]
+    expected = shlex.join(
+        [
+            "classifier-train",
+            *("--config-name", "train_demo"),
+            *overrides,
+            f"ckpt_path={last.resolve()}",
+        ]
+    )
+    assert printed == expected
+
+    before = _csv_rows(out / "metrics.csv")
+    resumed_at = torch.load(last, weights_only=True)["global_step"]
+    kept = [r for r in before if int(r["step"]) < resumed_at]
+    assert {r["epoch"] for r in kept if r.get("train/loss")} >= {"0"}
+    # Run the printed command, in a new folder and only two more epochs.
+    epochs = torch.load(last, weights_only=True)["epoch"] + 3
+    resumed = tmp_path / "resumed"
+    args = [
+        a.replace(str(out), str(resumed)) if a.startswith("hydra.run.dir=") else a
+        for a in shlex.split(printed)[1:]
+    ]
+    args = [a for a in args if not a.startswith("trainer.max_epochs=")]
+    run = subprocess.run(
+        [*command, *args, f"trainer.max_epochs={epochs}"],
+        cwd=dataset.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    after = _csv_rows(resumed / "metrics.csv")
+    assert [{k: v for k, v in r.items() if v} for r in after[: len(kept)]] == [
+        {k: v for k, v in r.items() if v} for r in kept
+    ]
+    val_epochs = [int(r["epoch"]) for r in after if r.get("val/acc_top1")]
+    # Every epoch once, none lost; then the final evaluation of the best weights.
+    assert val_epochs == [*range(epochs), epochs]

@@ -1,7 +1,9 @@
 """Validated configuration of the data pipeline (pydantic v2).
 
 Hydra composes the YAML; these models check it once at start-up so that a typo or
-an impossible value fails in the first second of a run, not hours into it.
+an impossible value fails in the first second of a run, not hours into it. Their
+defaults are the only ones: ``train.py`` registers them as the config nodes
+``data/base`` and ``transforms/digits`` that the YAML files start from.
 """
 
 from __future__ import annotations
@@ -11,10 +13,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from classifier_training.core.errors import ClassifierError
 from classifier_training.core.validation import BadImagePolicy
+
+CacheMode = Literal["none", "ram", "disk", "auto"]  # data.cache
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+class ConfigError(ClassifierError, ValueError):
+    """The composed configuration cannot be used (the message names the key)."""
 
 
 class _Frozen(BaseModel):
@@ -100,8 +109,10 @@ class DataModuleConfig(_Frozen):
         batch_size: Images per batch.
         num_workers: DataLoader worker processes.
         pin_memory: Pin host memory (only used when a GPU is the accelerator).
-        mean: Normalisation mean (RGB, 0-1 scale).
-        std: Normalisation standard deviation (RGB, 0-1 scale).
+        mean: Normalisation mean (RGB, 0-1 scale). ``data.mean: null`` in the
+            config (its default) means the model's own (``train.py`` fills it in
+            from ``model.arch``); ImageNet's when built in Python.
+        std: Normalisation standard deviation (RGB, 0-1 scale); as ``mean``.
         sampler: How training batches are drawn.
         transforms: Train-time augmentation.
         on_bad_image: ``error`` stops at start-up on unreadable images (and names
@@ -124,7 +135,7 @@ class DataModuleConfig(_Frozen):
     sampler: SamplerConfig = SamplerConfig()
     transforms: TransformsConfig = TransformsConfig()
     on_bad_image: BadImagePolicy = "error"
-    cache: Literal["none", "ram", "disk", "auto"] = "none"
+    cache: CacheMode = "none"
     cache_dir: Path | None = None
 
     @model_validator(mode="after")
@@ -158,17 +169,17 @@ def load_data_config(values: dict[str, Any]) -> DataModuleConfig:
     """Validate a plain ``data`` mapping into a ``DataModuleConfig``.
 
     Args:
-        values: The ``data`` section (with ``transforms`` merged in).
+        values: The ``data`` section (``data.transforms`` included).
 
     Returns:
         The validated config.
 
     Raises:
-        ValueError: With one line per problem, each naming the ``data.*`` key.
+        ConfigError: With one line per problem, each naming the ``data.*`` key.
     """
     try:
         return DataModuleConfig.model_validate(values)
     except ValidationError as error:
-        raise ValueError(
+        raise ConfigError(
             "invalid data config:\n" + format_validation_error(error, "data")
         ) from None

@@ -2,16 +2,21 @@
 
 Composes the Hydra config, validates the data, builds data module, model,
 callbacks, loggers and trainer; fits; evaluates the best checkpoint on valid and
-test; writes ``metrics.json`` and prints a summary.
+test; writes ``metrics.json`` and prints a summary. Errors of the user's input
+(:class:`~classifier_training.core.errors.ClassifierError`) end in one line and
+exit 2; anything else is a bug and keeps its traceback. Ctrl-C ends with the
+command that resumes the run.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
+import shlex
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,37 +24,77 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-import classifier_training.models  # noqa: F401  (registers model configs)
-from classifier_training.config import load_data_config
-from classifier_training.core.io import atomic_write_json
-from classifier_training.core.readers import DataError
+import classifier_training.models  # noqa: F401  (registers the model options)
+from classifier_training.config import (
+    ConfigError,
+    DataModuleConfig,
+    TransformsConfig,
+    load_data_config,
+)
+from classifier_training.core.errors import USER_ERROR_EXIT_CODE, ClassifierError
+from classifier_training.core.io import atomic_path, atomic_write_json
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.models.base import BaseClassificationModel
-from classifier_training.models.resnet import WeightsError
+from classifier_training.models.factory import default_normalization
+from classifier_training.utils.hydra import register_settings
 
 METRICS_FILE = "metrics.json"
+CSV_METRICS_FILE = "metrics.csv"
 
 
-class ConfigError(ValueError):
-    """The composed configuration cannot be used (message names the key)."""
+def register_configs() -> None:
+    """Store the code's defaults as the config nodes the YAML files start from.
+
+    ``data/base`` holds every ``DataModuleConfig`` default (``mean``/``std`` null:
+    the model's own, see :func:`resolve_data_values`); ``transforms/digits``
+    holds the ``TransformsConfig`` defaults, placed at ``data.transforms``. The
+    model options register themselves when :mod:`classifier_training.models` is
+    imported.
+    """
+    register_settings(
+        "data", "base", DataModuleConfig, exclude={"transforms"}, mean=None, std=None
+    )
+    register_settings(
+        "transforms", "digits", TransformsConfig, package="data.transforms"
+    )
+
+
+register_configs()
+
+
+def resolve_data_values(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg.data`` as plain values, with the model's normalisation where unset.
+
+    Args:
+        cfg: The composed config.
+
+    Returns:
+        The ``data`` mapping, ready for :func:`load_data_config`.
+    """
+    values = OmegaConf.to_container(cfg.data, resolve=True)
+    assert isinstance(values, dict)
+    data = {str(k): v for k, v in values.items()}
+    if data.get("mean") is None or data.get("std") is None:
+        mean, std = default_normalization(str(cfg.model.arch))
+        if data.get("mean") is None:
+            data["mean"] = mean
+        if data.get("std") is None:
+            data["std"] = std
+    return data
 
 
 def build_datamodule(cfg: DictConfig) -> ImageFolderDataModule:
-    """Validate ``cfg.data`` (+ ``cfg.transforms``) and set the data module up."""
-    values = OmegaConf.to_container(cfg.data, resolve=True)
-    assert isinstance(values, dict)
-    values["transforms"] = OmegaConf.to_container(cfg.transforms, resolve=True)
+    """Validate ``cfg.data`` and set the data module up."""
     datamodule = ImageFolderDataModule(
-        load_data_config({str(k): v for k, v in values.items()}),
-        arch=cfg.model.get("arch") or get_class(cfg.model._target_).arch,  # type: ignore[attr-defined]
+        load_data_config(resolve_data_values(cfg)), arch=str(cfg.model.arch)
     )
     datamodule.setup("fit")
     return datamodule
@@ -58,7 +103,14 @@ def build_datamodule(cfg: DictConfig) -> ImageFolderDataModule:
 def build_model(
     cfg: DictConfig, datamodule: ImageFolderDataModule
 ) -> BaseClassificationModel:
-    """Instantiate ``cfg.model`` with class count, names and weights from the data."""
+    """Instantiate ``cfg.model`` with class count, names and weights from the data,
+    and the ``optimizer``/``scheduler`` groups as partials."""
+    factories = {}
+    for group in ("optimizer", "scheduler"):
+        try:
+            factories[group] = instantiate(cfg[group])
+        except hydra.errors.InstantiationException as error:
+            raise ConfigError(f"{group}: {error}") from None
     try:
         model = instantiate(
             cfg.model,
@@ -66,9 +118,10 @@ def build_model(
             num_classes=datamodule.num_classes,
             class_names=datamodule.class_names,
             class_weights=datamodule.class_weights,
+            **factories,
         )
     except hydra.errors.InstantiationException as error:
-        if isinstance(error.__cause__, WeightsError):
+        if isinstance(error.__cause__, ClassifierError):
             raise error.__cause__ from None  # already says what to do
         raise ConfigError(f"model: {error}") from None
     if not isinstance(model, BaseClassificationModel):
@@ -87,8 +140,18 @@ def build_model(
     return model
 
 
-def build_callbacks(cfg: DictConfig) -> list[Callback]:
-    """Instantiate every enabled entry of ``cfg.callbacks`` (``null`` disables one)."""
+def build_callbacks(cfg: DictConfig, with_loggers: bool = True) -> list[Callback]:
+    """Instantiate every enabled entry of ``cfg.callbacks`` (``null`` disables one).
+
+    Args:
+        cfg: The composed config.
+        with_loggers: Whether the run has a logger; without one, callbacks that
+            only write to loggers (the learning-rate monitor) are left out, with
+            one line saying so.
+
+    Returns:
+        The callbacks, in config order.
+    """
     callbacks: list[Callback] = []
     for name, node in (cfg.get("callbacks") or {}).items():
         if node is None:
@@ -97,6 +160,12 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
             callback = instantiate(node, _convert_="partial")
         except hydra.errors.InstantiationException as error:
             raise ConfigError(f"callbacks.{name}: {error}") from None
+        if isinstance(callback, LearningRateMonitor) and not with_loggers:
+            logger.info(
+                f"callbacks.{name}: left out, the learning-rate monitor needs a "
+                "logger (logging=none)"
+            )
+            continue
         callbacks.append(callback)
     return callbacks
 
@@ -130,6 +199,85 @@ def refuse_foreign_checkpoints(
             f"{folder} already holds checkpoints of another run; choose a new "
             "hydra.run.dir, or resume explicitly with ckpt_path=<file>"
         )
+
+
+def continue_metrics_csv(output_dir: Path, ckpt_path: str | None) -> None:
+    """Prepare ``metrics.csv`` so the CSV logger appends to the right history.
+
+    A new run starts without one. A resumed run starts with the rows the
+    interrupted run logged before its checkpoint (read from the checkpoint's run
+    folder, ``<run>/checkpoints/<file>.ckpt``, which may be this folder); rows
+    logged after it are dropped, since the resumed run logs those steps again.
+
+    Args:
+        output_dir: This run's folder (the CSV logger's).
+        ckpt_path: The checkpoint the run resumes from, if any.
+    """
+    target = output_dir / CSV_METRICS_FILE
+    if ckpt_path is None:
+        target.unlink(missing_ok=True)
+        return
+    if not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path: {ckpt_path} does not exist")
+    source = Path(ckpt_path).resolve().parent.parent / CSV_METRICS_FILE
+    if not source.is_file():
+        logger.info(f"resuming without earlier metrics: no {source}")
+        return
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    resumed_at = int(checkpoint.get("global_step", 0))
+    with source.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields = list(reader.fieldnames or [])
+        rows = [r for r in reader if int(float(r.get("step") or 0)) < resumed_at]
+    with atomic_path(target) as tmp, tmp.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    logger.info(f"resuming at step {resumed_at}: {len(rows)} earlier metrics rows kept")
+
+
+def resume_command(
+    argv: Sequence[str], overrides: Sequence[str], last: Path | None
+) -> str:
+    """The command line that resumes this run from ``last``.
+
+    Args:
+        argv: ``sys.argv`` of this run (kept: the program and ``--config-name``).
+        overrides: This run's Hydra overrides (``hydra.*`` ones included, so a
+            chosen run folder is reused).
+        last: The checkpoint to resume from (``None``: none was saved yet).
+
+    Returns:
+        ``classifier-train [--config-name X] <overrides> ckpt_path=<last>``.
+    """
+    head = ["classifier-train"]
+    args = list(argv[1:])
+    for flag in ("--config-name", "-cn", "--config-path", "-cp"):
+        if flag in args and args.index(flag) + 1 < len(args):
+            at = args.index(flag)
+            head += args[at : at + 2]
+    head += [a for a in args if a.startswith(("--config-name=", "--config-path="))]
+    kept = [
+        o
+        for o in overrides
+        if not o.lstrip("+~").startswith(("ckpt_path=", "hydra.mode="))
+    ]
+    resume = [f"ckpt_path={last}"] if last is not None else []
+    return shlex.join([*head, *kept, *resume])
+
+
+def last_checkpoint_path(callbacks: Sequence[Callback]) -> Path | None:
+    """``last.ckpt`` of the checkpoint callback without a monitor, if one exists."""
+    for callback in callbacks:
+        if (
+            isinstance(callback, ModelCheckpoint)
+            and callback.monitor is None
+            and callback.dirpath is not None
+        ):
+            path = Path(callback.dirpath) / f"{callback.filename or 'last'}.ckpt"
+            if path.is_file():
+                return path.resolve()
+    return None
 
 
 def split_metrics(results: Mapping[str, float], stage: str) -> dict[str, Any]:
@@ -182,14 +330,30 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule)
-    callbacks = build_callbacks(cfg)
+    loggers = build_loggers(cfg)
+    callbacks = build_callbacks(cfg, with_loggers=bool(loggers))
     checkpoint = find_checkpoint_callback(callbacks)
-    refuse_foreign_checkpoints(checkpoint, cfg.get("ckpt_path"))
+    ckpt_path = cfg.get("ckpt_path")
+    refuse_foreign_checkpoints(checkpoint, ckpt_path)
+    continue_metrics_csv(output_dir, ckpt_path)
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False
+        cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except (KeyboardInterrupt, SystemExit):
+        if trainer.interrupted:  # Lightning stopped cleanly on Ctrl-C
+            last = last_checkpoint_path(callbacks)
+            given = HydraConfig.get().overrides
+            overrides = [*given.task, *given.hydra]
+            print(
+                "interrupted; resume with:"
+                if last
+                else "interrupted before the first checkpoint; start again with:"
+            )
+            print(resume_command(sys.argv, overrides, last))
+        raise
     best = checkpoint.best_model_path or None
     if best is None:
         logger.warning("no best checkpoint was saved; evaluating the final weights")
@@ -238,9 +402,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
     forward_loguru_to_logging()
     try:
         metrics = train(cfg, output_dir)
-    except (DataError, ConfigError, WeightsError, ValueError) as error:
+    except ClassifierError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(USER_ERROR_EXIT_CODE)
     print_summary(metrics, output_dir)
     return float(metrics.get("test", metrics["val"])["acc_top1"])
 
@@ -256,11 +420,6 @@ def silence_known_noise() -> None:
     """Hide third-party messages that say nothing about the user's run."""
     # Lightning 2.6 calls a pytree API that torch 2.14 deprecates; harmless.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    # Hydra creates the run folder (and .hydra/) before the CSV logger starts, and
-    # train() already refuses a folder that holds another run's checkpoints.
-    warnings.filterwarnings(
-        "ignore", message=r"Experiment logs directory .* exists and is not empty"
-    )
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         _DropLightningTips()
     )

@@ -44,7 +44,6 @@ from rich.progress import (
 from classifier_training.core.image_io import image_threads
 from classifier_training.core.io import atomic_path, atomic_write_json
 
-CacheMode = Literal["none", "ram", "disk", "auto"]
 CacheKind = Literal["ram", "disk"]
 CACHE_VERSION = 1
 #: ``auto`` uses RAM when the cache needs at most this share of available memory.

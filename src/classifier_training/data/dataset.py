@@ -12,12 +12,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from classifier_training.core.image_io import load_image
-from classifier_training.core.readers import (
-    DataError,
-    Sample,
-    build_class_to_idx,
-    read_split,
-)
+from classifier_training.core.readers import DataError, Sample
 from classifier_training.core.validation import BadImagePolicy
 from classifier_training.data.transforms import ResizeToInput
 from classifier_training.types import ClassificationSample
@@ -87,28 +82,6 @@ class JerseyNumberDataset(Dataset[ClassificationSample]):
         # had to skip and the parent counts distinct rows, not failures per epoch.
         self.skipped = torch.zeros(len(self.samples), dtype=torch.bool)
         self.skipped.share_memory_()  # type: ignore[no-untyped-call]
-
-    @classmethod
-    def from_split(
-        cls,
-        split_dir: Path,
-        class_to_idx: Mapping[str, int] | None = None,
-        transform: Transform | None = None,
-    ) -> JerseyNumberDataset:
-        """Read a split folder (either layout); rows with unknown labels are dropped.
-
-        Args:
-            split_dir: The split folder.
-            class_to_idx: Classes to keep (default: built from this split).
-            transform: Applied to each loaded image.
-
-        Returns:
-            The dataset.
-        """
-        samples = read_split(split_dir)
-        mapping = class_to_idx or build_class_to_idx(s.label for s in samples)
-        kept = [s for s in samples if s.label in mapping]
-        return cls(kept, mapping, transform)
 
     def __len__(self) -> int:
         """Number of rows."""

@@ -1,15 +1,6 @@
-"""Models. Importing this package registers every model in Hydra's ConfigStore."""
+"""Models. Importing this package registers the model options in Hydra's ConfigStore."""
 
 from classifier_training.models.base import BaseClassificationModel
-from classifier_training.models.resnet import (
-    ResNet18ClassificationModel,
-    ResNet34ClassificationModel,
-    ResNet50ClassificationModel,
-)
+from classifier_training.models.classifier import ImageClassifier
 
-__all__ = [
-    "BaseClassificationModel",
-    "ResNet18ClassificationModel",
-    "ResNet34ClassificationModel",
-    "ResNet50ClassificationModel",
-]
+__all__ = ["BaseClassificationModel", "ImageClassifier"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,73 +11,34 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.lr_scheduler import (
-    CosineAnnealingLR,
-    LinearLR,
-    LRScheduler,
-    SequentialLR,
-)
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from classifier_training.config import ConfigError
 from classifier_training.core.readers import display_name
+from classifier_training.models.optim import OptimizerFactory, SchedulerFactory
 from classifier_training.types import ClassificationBatch
 
-WARMUP_START_FACTOR = 0.01
 
-
-def build_warmup_cosine(
-    optimizer: torch.optim.Optimizer,
-    total_steps: int,
-    warmup_steps: int,
-    min_lr_ratio: float,
-) -> LRScheduler:
-    """Linear warm-up, then cosine decay that reaches its floor at ``total_steps``.
-
-    Args:
-        optimizer: The optimizer whose learning rates are scheduled.
-        total_steps: Optimizer steps in the whole planned run.
-        warmup_steps: Steps of linear warm-up (from 1% of the peak).
-        min_lr_ratio: Final learning rate as a fraction of the peak.
-
-    Returns:
-        A scheduler to be stepped once per optimizer step.
-    """
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-    eta_min = min(base_lrs) * min_lr_ratio
-    warmup_steps = max(0, min(warmup_steps, total_steps - 1))
-    cosine = CosineAnnealingLR(
-        optimizer, T_max=max(1, total_steps - warmup_steps), eta_min=eta_min
-    )
-    if warmup_steps == 0:
-        return cosine
-    warmup = LinearLR(
-        optimizer,
-        start_factor=WARMUP_START_FACTOR,
-        end_factor=1.0,
-        total_iters=warmup_steps,
-    )
-    return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
-
-
-class BaseClassificationModel(L.LightningModule):
+class BaseClassificationModel(L.LightningModule, ABC):
     """Image classifier training logic: loss, metrics, optimizer and schedule.
 
-    Subclasses only build the network (:meth:`build_network`). ``num_classes``,
-    ``class_names`` and ``class_weights`` come from the data module at run time.
+    Abstract: a subclass builds the network (:meth:`build_network`). ``num_classes``,
+    ``class_names`` and ``class_weights`` come from the data module at run time;
+    ``optimizer`` and ``scheduler`` are the partials of the ``optimizer`` and
+    ``scheduler`` config groups (see :mod:`classifier_training.models.optim`).
 
     Args:
         num_classes: Number of output classes.
         class_names: Names in class-index order (for per-class metric names).
         class_weights: Per-class loss weights (used when ``class_weighted_loss``).
-        learning_rate: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay (not applied to norms and biases).
-        warmup_epochs: Length of the linear warm-up, in epochs (may be fractional).
-        min_lr_ratio: Final learning rate as a fraction of the peak.
+        optimizer: Called with the parameter groups; returns the optimizer.
+            Required to train, not to evaluate or export.
+        scheduler: Called as ``scheduler(optimizer, total_steps=...,
+            steps_per_epoch=...)``; stepped once per optimizer step. ``None``
+            keeps the learning rate constant.
         label_smoothing: Label smoothing of the training loss.
         class_weighted_loss: Weight the training loss by inverse class frequency.
-        pretrained: Start from torchvision's ImageNet weights.
-        weights_path: Start from a local weights file instead (takes precedence).
     """
 
     def __init__(
@@ -85,14 +46,10 @@ class BaseClassificationModel(L.LightningModule):
         num_classes: int,
         class_names: Sequence[str] | None = None,
         class_weights: Sequence[float] | torch.Tensor | None = None,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 0.05,
-        warmup_epochs: float = 1.0,
-        min_lr_ratio: float = 0.01,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
         label_smoothing: float = 0.1,
         class_weighted_loss: bool = False,
-        pretrained: bool = True,
-        weights_path: str | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -104,7 +61,11 @@ class BaseClassificationModel(L.LightningModule):
         )
         if len(names) != num_classes:
             raise ValueError(f"{len(names)} class_names for {num_classes} classes")
-        self.save_hyperparameters(ignore=["class_weights"])
+        # The partials are not hyper-parameters a checkpoint could load back
+        # (weights_only); the run's .hydra/config.yaml records them.
+        self.save_hyperparameters(ignore=["class_weights", "optimizer", "scheduler"])
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
         self.class_names = names
         weights = (
             torch.ones(num_classes)
@@ -112,9 +73,7 @@ class BaseClassificationModel(L.LightningModule):
             else torch.as_tensor(class_weights, dtype=torch.float32)
         )
         self.register_buffer("class_weights", weights.clone())
-        self.network = self.build_network(
-            num_classes, pretrained=pretrained, weights_path=weights_path
-        )
+        self.network = self.build_network(num_classes)
 
         top_k = min(5, num_classes)  # still logged as acc_top5 with fewer classes
         self.train_loss = MeanMetric()
@@ -133,15 +92,15 @@ class BaseClassificationModel(L.LightningModule):
         )
         self.val_metrics = eval_metrics.clone(prefix="val/")
         self.test_metrics = eval_metrics.clone(prefix="test/")
+        self.val_class_acc = MulticlassAccuracy(num_classes, average=None)
+        self.test_class_acc = MulticlassAccuracy(num_classes, average=None)
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         # Confusion matrix of the last finished validation/test epoch (rows: true).
         self.last_confusion: dict[str, torch.Tensor] = {}
 
     @abstractmethod
-    def build_network(
-        self, num_classes: int, pretrained: bool, weights_path: str | None
-    ) -> nn.Module:
+    def build_network(self, num_classes: int) -> nn.Module:
         """Return the network mapping ``N x 3 x H x W`` images to ``N x C`` logits."""
 
     @property
@@ -193,6 +152,7 @@ class BaseClassificationModel(L.LightningModule):
         loss = F.cross_entropy(logits, labels)
         getattr(self, f"{stage}_loss")(loss, weight=labels.numel())
         getattr(self, f"{stage}_metrics").update(logits, labels)
+        getattr(self, f"{stage}_class_acc").update(logits, labels)
         getattr(self, f"{stage}_confusion").update(logits, labels)
         probs = logits.float().softmax(dim=1)
         confidence, preds = probs.max(dim=1)
@@ -226,10 +186,16 @@ class BaseClassificationModel(L.LightningModule):
         confusion: torch.Tensor = getattr(self, f"{stage}_confusion").compute()
         getattr(self, f"{stage}_confusion").reset()
         self.last_confusion[stage] = confusion.cpu()
-        support = confusion.sum(dim=1)
-        correct = confusion.diagonal()
+        class_acc: MulticlassAccuracy = getattr(self, f"{stage}_class_acc")
+        accuracy = class_acc.compute()
+        # Classes absent from the split have no accuracy (torchmetrics says 0).
+        tp, fn = class_acc.tp, class_acc.fn
+        assert isinstance(tp, torch.Tensor)
+        assert isinstance(fn, torch.Tensor)
+        support = tp + fn
+        class_acc.reset()
         per_class = {
-            f"{stage}/acc_class/{display_name(name)}": correct[i].float() / support[i]
+            f"{stage}/acc_class/{display_name(name)}": accuracy[i]
             for i, name in enumerate(self.class_names)
             if support[i] > 0
         }
@@ -245,26 +211,28 @@ class BaseClassificationModel(L.LightningModule):
 
     # -- optimisation ------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """AdamW groups: no weight decay on biases and normalisation weights."""
+        """Two groups: the optimizer's weight decay, and none on biases and norms."""
         decay: list[nn.Parameter] = []
         no_decay: list[nn.Parameter] = []
         for param in self.network.parameters():
             if not param.requires_grad:
                 continue
             (no_decay if param.ndim <= 1 else decay).append(param)
-        return [
-            {"params": decay, "weight_decay": self.hparams["weight_decay"]},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
     def configure_optimizers(self) -> Any:
-        """AdamW with linear warm-up then cosine decay to the end of the planned run."""
-        optimizer = torch.optim.AdamW(
-            self.parameter_groups(), lr=self.hparams["learning_rate"]
-        )
+        """The configured optimizer, and its schedule stepped per optimizer step."""
+        if self.optimizer_factory is None:
+            raise ValueError(
+                f"{type(self).__name__} was built without an optimizer: pass "
+                "optimizer= (a partial of the optimizer config group) to train it"
+            )
+        optimizer = self.optimizer_factory(self.parameter_groups())
+        if self.scheduler_factory is None:
+            return optimizer
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total) or total <= 0:
-            raise ValueError(
+            raise ConfigError(
                 "the learning-rate schedule needs a finite run: set trainer.max_epochs "
                 "or trainer.max_steps"
             )
@@ -272,11 +240,10 @@ class BaseClassificationModel(L.LightningModule):
         max_epochs = self.trainer.max_epochs
         if max_epochs is not None and max_epochs > 0:
             steps_per_epoch = total_steps / max_epochs
-        else:  # max_steps-driven run: count warm-up in train-loader batches
+        else:  # max_steps-driven run: count epochs in train-loader batches
             steps_per_epoch = float(self.trainer.num_training_batches)
-        warmup_steps = round(self.hparams["warmup_epochs"] * steps_per_epoch)
-        scheduler = build_warmup_cosine(
-            optimizer, total_steps, warmup_steps, self.hparams["min_lr_ratio"]
+        scheduler = self.scheduler_factory(
+            optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch
         )
         return {
             "optimizer": optimizer,

@@ -7,6 +7,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 T = TypeVar("T", bound=type)
 
@@ -15,9 +18,13 @@ T = TypeVar("T", bound=type)
 RUNTIME_ARGS: frozenset[str] = frozenset(
     {"num_classes", "class_names", "class_weights"}
 )
+# Constructor arguments filled in from their own config groups.
+GROUP_ARGS: frozenset[str] = frozenset({"optimizer", "scheduler"})
 
 
-def config_node_for(cls: type, exclude: Iterable[str] = RUNTIME_ARGS) -> dict[str, Any]:
+def config_node_for(
+    cls: type, exclude: Iterable[str] = RUNTIME_ARGS | GROUP_ARGS
+) -> dict[str, Any]:
     """Build a Hydra config node from a class's constructor defaults.
 
     Args:
@@ -47,23 +54,71 @@ def config_node_for(cls: type, exclude: Iterable[str] = RUNTIME_ARGS) -> dict[st
     return node
 
 
-def register(group: str, name: str) -> Callable[[T], T]:
+def register(group: str, name: str, **defaults: Any) -> Callable[[T], T]:
     """Class decorator: store the class as config ``group/name`` in Hydra's ConfigStore.
 
     The stored node has ``_target_`` pointing at the class and every constructor
-    default as a key, so ``model=resnet50 model.learning_rate=3e-4`` works without
+    default as a key, so ``model=resnet50 model.label_smoothing=0`` works without
     a hand-written YAML file, and the defaults live in one place: the code.
+    Stacking the decorator registers one class under several names.
 
     Args:
         group: Config group, e.g. ``"model"``.
         name: Option name within the group, e.g. ``"resnet18"``.
+        **defaults: Keys of this option that differ from the constructor
+            defaults, e.g. ``arch="resnet50"``.
 
     Returns:
         The decorator, which returns the class unchanged.
+
+    Raises:
+        TypeError: If a key of ``defaults`` is not a constructor argument.
     """
 
     def decorator(cls: T) -> T:
-        ConfigStore.instance().store(group=group, name=name, node=config_node_for(cls))
+        node = config_node_for(cls)
+        unknown = sorted(set(defaults) - set(node))
+        if unknown:
+            raise TypeError(f"{cls.__qualname__} has no argument(s) {unknown}")
+        node.update(defaults)
+        ConfigStore.instance().store(group=group, name=name, node=node)
         return cls
 
     return decorator
+
+
+def register_settings(
+    group: str,
+    name: str,
+    settings: type[BaseModel],
+    *,
+    package: str | None = None,
+    exclude: Iterable[str] = (),
+    **defaults: Any,
+) -> None:
+    """Store a pydantic settings model's defaults as config ``group/name``.
+
+    The YAML files of the group start from this node (``defaults: [name]``) and
+    hold only what differs, so each default is written once: in the model.
+
+    Args:
+        group: Config group, e.g. ``"data"``.
+        name: Option name within the group.
+        settings: The pydantic model; fields without a default become ``???``
+            (required).
+        package: Where the node lands in the composed config (default: ``group``).
+        exclude: Fields left out (e.g. filled in by another group).
+        **defaults: Keys whose config default differs from the model's (e.g.
+            ``mean=None``: resolved at run time).
+    """
+    node: dict[str, Any] = {}
+    for field, info in settings.model_fields.items():
+        if field in exclude:
+            continue
+        if info.is_required():
+            node[field] = MISSING
+        else:
+            default = info.get_default(call_default_factory=True)
+            node[field] = to_jsonable_python(default)
+    node.update(defaults)
+    ConfigStore.instance().store(group=group, name=name, node=node, package=package)
