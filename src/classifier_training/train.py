@@ -94,7 +94,9 @@ def resolve_data_values(cfg: DictConfig) -> dict[str, Any]:
 def build_datamodule(cfg: DictConfig) -> ImageFolderDataModule:
     """Validate ``cfg.data`` and set the data module up."""
     datamodule = ImageFolderDataModule(
-        load_data_config(resolve_data_values(cfg)), arch=str(cfg.model.arch)
+        load_data_config(resolve_data_values(cfg)),
+        arch=str(cfg.model.arch),
+        accelerator=str(cfg.trainer.get("accelerator", "auto")),
     )
     datamodule.setup("fit")
     return datamodule

@@ -37,11 +37,17 @@ from classifier_training.data.dataset import (
     ImageLoader,
     JerseyNumberDataset,
 )
+from classifier_training.data.device_transforms import (
+    DeviceAugmentation,
+    resolve_augment_on,
+)
+from classifier_training.data.loader_settings import effective_num_workers
 from classifier_training.data.sampler import TrackingWeightedRandomSampler
 from classifier_training.data.transforms import (
     ResizeToInput,
     build_eval_transform,
     build_train_transform,
+    build_uint8_transform,
 )
 
 
@@ -71,16 +77,34 @@ class ImageFolderDataModule(L.LightningDataModule):
     checkpoint through :meth:`state_dict`; it also serves the artifact callbacks
     through :class:`~classifier_training.types.TrainingData`.
 
+    With ``data.augment_on=device`` the train loader yields ``uint8`` images and
+    :meth:`on_after_batch_transfer` augments and normalises them on the training
+    device (:class:`~classifier_training.data.device_transforms.DeviceAugmentation`).
+
     Args:
         config: The validated data config.
         arch: Name of the architecture trained on this data (``model.arch``);
             recorded in the contract so a checkpoint rebuilds its network alone.
+        accelerator: The Trainer's accelerator setting (``trainer.accelerator``):
+            decides ``augment_on=auto``, pinned memory and the worker count (0 on
+            Apple silicon).
     """
 
-    def __init__(self, config: DataModuleConfig, arch: str) -> None:
+    def __init__(
+        self, config: DataModuleConfig, arch: str, accelerator: str = "auto"
+    ) -> None:
         super().__init__()
         self.config = config
         self.arch = arch
+        self.accelerator = accelerator
+        self.augment_on = resolve_augment_on(
+            config.augment_on, accelerator, config.image_size
+        )
+        self.device_augmentation: DeviceAugmentation | None = (
+            DeviceAugmentation(config.transforms, config.mean, config.std)
+            if self.augment_on == "device"
+            else None
+        )
         self._contract: DeploymentContract | None = None
         self._restored_contract: DeploymentContract | None = None
         self.class_to_idx: dict[str, int] = {}
@@ -169,7 +193,13 @@ class ImageFolderDataModule(L.LightningDataModule):
                 )
                 if self.excluded[split].count:
                     logger.warning(self.excluded[split].summary(split))
-        train_tf, eval_tf = build_train_transform(config), build_eval_transform(config)
+        train_tf = (
+            build_uint8_transform()
+            if self.augment_on == "device"
+            else build_train_transform(config)
+        )
+        eval_tf = build_eval_transform(config)
+        logger.info(f"data.augment_on={config.augment_on}: on {self.augment_on}")
         for split, samples in rows.items():
             self.datasets[split] = JerseyNumberDataset(
                 samples,
@@ -344,17 +374,43 @@ class ImageFolderDataModule(L.LightningDataModule):
     def _loader(
         self, split: str, sampler: Sampler[int] | None, shuffle: bool
     ) -> DataLoader[Any]:
-        workers = self.config.num_workers
+        config = self.config
+        workers = effective_num_workers(config.num_workers, self.accelerator)
+        worker_settings: dict[str, Any] = {}
+        if workers > 0:  # DataLoader refuses these without workers
+            worker_settings["persistent_workers"] = config.persistent_workers
+            if config.prefetch_factor is not None:
+                worker_settings["prefetch_factor"] = config.prefetch_factor
+        # Pinned pages only help a copy to a CUDA device.
+        on_cpu = self.accelerator.strip().lower() == "cpu"
         return DataLoader(
             self.datasets[split],
-            batch_size=self.config.batch_size,
+            batch_size=config.batch_size,
             shuffle=shuffle,
             sampler=sampler,
             num_workers=workers,
-            persistent_workers=workers > 0,
-            pin_memory=self.config.pin_memory and torch.cuda.is_available(),
+            pin_memory=config.pin_memory and not on_cpu and torch.cuda.is_available(),
             drop_last=False,
+            **worker_settings,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``augment_on=device``: augment (train only) and normalise on the device.
+
+        Only ``uint8`` batches are touched (the train loader's on that path);
+        evaluation batches arrive normalised from the workers, exactly as the
+        deployment preprocessing makes them.
+        """
+        images = batch["images"] if isinstance(batch, dict) else None
+        if (
+            self.device_augmentation is None
+            or images is None
+            or images.dtype != torch.uint8
+        ):
+            return batch
+        module = self.device_augmentation.to(images.device)
+        training = self.trainer is not None and self.trainer.training
+        return {**batch, "images": module(images, augment=training)}
 
     def train_dataloader(self) -> DataLoader[Any]:
         """Training batches, drawn by the configured sampler."""

@@ -52,6 +52,21 @@ def _to_normalized_tensor(config: DataModuleConfig) -> list[Any]:
     ]
 
 
+def has_affine(aug: TransformsConfig) -> bool:
+    """Whether the preset has any random geometry (both augmentation paths)."""
+    return bool(
+        aug.rotation_degrees
+        or aug.translate
+        or aug.scale != (1.0, 1.0)
+        or aug.shear_degrees
+    )
+
+
+def has_colour_jitter(aug: TransformsConfig) -> bool:
+    """Whether the preset jitters colours (both augmentation paths)."""
+    return bool(aug.brightness or aug.contrast or aug.saturation or aug.hue)
+
+
 def build_augmentation(aug: TransformsConfig, fill: tuple[int, int, int]) -> list[Any]:
     """Random train-time transforms on an already resized PIL image.
 
@@ -65,12 +80,7 @@ def build_augmentation(aug: TransformsConfig, fill: tuple[int, int, int]) -> lis
     ops: list[Any] = []
     if aug.horizontal_flip_p > 0:
         ops.append(v2.RandomHorizontalFlip(p=aug.horizontal_flip_p))
-    if (
-        aug.rotation_degrees
-        or aug.translate
-        or aug.scale != (1.0, 1.0)
-        or aug.shear_degrees
-    ):
+    if has_affine(aug):
         ops.append(
             v2.RandomAffine(
                 degrees=aug.rotation_degrees,
@@ -81,7 +91,7 @@ def build_augmentation(aug: TransformsConfig, fill: tuple[int, int, int]) -> lis
                 fill=list(fill),
             )
         )
-    if aug.brightness or aug.contrast or aug.saturation or aug.hue:
+    if has_colour_jitter(aug):
         ops.append(
             v2.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue)
         )
@@ -97,6 +107,12 @@ def build_train_transform(config: DataModuleConfig) -> v2.Compose:
     if config.transforms.random_erasing_p > 0:
         ops.append(v2.RandomErasing(p=config.transforms.random_erasing_p))
     return v2.Compose(ops)
+
+
+def build_uint8_transform() -> v2.Compose:
+    """Resized PIL image to ``uint8`` tensor (``data.augment_on=device``, train):
+    augmentation and normalisation then run on the batch, on the device."""
+    return v2.Compose([v2.PILToTensor()])
 
 
 def build_eval_transform(config: DataModuleConfig) -> v2.Compose:

@@ -39,6 +39,12 @@ class BaseClassificationModel(L.LightningModule, ABC):
             keeps the learning rate constant.
         label_smoothing: Label smoothing of the training loss.
         class_weighted_loss: Weight the training loss by inverse class frequency.
+        channels_last: Train in the channels-last memory format (faster
+            convolutions on GPUs with tensor cores). ``None``: on when the model
+            runs on a CUDA GPU. Decided when fitting starts.
+        compile: Compile the network with ``torch.compile`` when fitting starts
+            (the first batch then takes a while); checkpoints, EMA and the ONNX
+            export see the plain network.
     """
 
     def __init__(
@@ -50,6 +56,8 @@ class BaseClassificationModel(L.LightningModule, ABC):
         scheduler: SchedulerFactory | None = None,
         label_smoothing: float = 0.1,
         class_weighted_loss: bool = False,
+        channels_last: bool | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -74,6 +82,8 @@ class BaseClassificationModel(L.LightningModule, ABC):
         )
         self.register_buffer("class_weights", weights.clone())
         self.network = self.build_network(num_classes)
+        self.use_channels_last = False  # decided in on_fit_start
+        self._check_compiled_call = False
 
         top_k = min(5, num_classes)  # still logged as acc_top5 with fewer classes
         self.train_loss = MeanMetric()
@@ -112,8 +122,39 @@ class BaseClassificationModel(L.LightningModule, ABC):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of normalised images."""
+        if self.use_channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if self._check_compiled_call:
+            return self._first_compiled_call(images)
         logits: torch.Tensor = self.network(images)
         return logits
+
+    def _first_compiled_call(self, images: torch.Tensor) -> torch.Tensor:
+        """The first call compiles: a failure becomes one line naming the key."""
+        try:
+            logits: torch.Tensor = self.network(images)
+        except Exception as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ConfigError(
+                f"model.compile=true: torch.compile failed on the first batch "
+                f"({type(error).__name__}: {first[:300]}); set model.compile=false"
+            ) from None
+        self._check_compiled_call = False
+        return logits
+
+    def on_fit_start(self) -> None:
+        """Apply ``channels_last`` and ``compile`` on the device fitting runs on."""
+        setting = self.hparams.get("channels_last")
+        self.use_channels_last = (
+            self.device.type == "cuda" if setting is None else bool(setting)
+        )
+        if self.use_channels_last:
+            self.network.to(memory_format=torch.channels_last)
+        if self.hparams.get("compile") and not self._check_compiled_call:
+            # In place (nn.Module.compile): parameter names, checkpoints and
+            # deep copies (EMA, ONNX export) stay those of the plain network.
+            self.network.compile()
+            self._check_compiled_call = True
 
     # -- training ----------------------------------------------------------------
     def training_step(self, batch: ClassificationBatch, batch_idx: int) -> torch.Tensor:
