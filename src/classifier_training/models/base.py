@@ -134,10 +134,14 @@ class BaseClassificationModel(L.LightningModule, ABC):
         try:
             logits: torch.Tensor = self.network(images)
         except Exception as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            # Dynamo wraps the real failure (e.g. a missing C++ compiler).
+            root: BaseException = getattr(error, "inner_exception", None) or error
+            while root.__cause__ is not None:
+                root = root.__cause__
+            lines = str(root).strip().splitlines() or [""]
             raise ConfigError(
                 f"model.compile=true: torch.compile failed on the first batch "
-                f"({type(error).__name__}: {first[:300]}); set model.compile=false"
+                f"({type(root).__name__}: {lines[0][:300]}); set model.compile=false"
             ) from None
         self._check_compiled_call = False
         return logits
