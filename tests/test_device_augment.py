@@ -21,7 +21,6 @@ from classifier_training.config import (
 )
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.data.device_transforms import (
-    DEVICE_AUGMENT_MAX_CPU_SIZE,
     DeviceAugmentation,
     resolve_augment_on,
 )
@@ -202,15 +201,15 @@ def test_device_augmentation_refuses_float_batches() -> None:
         module(torch.zeros(2, 3, 8, 8))
 
 
-def test_auto_picks_device_on_gpus_and_small_cpu_images() -> None:
-    small, large = DEVICE_AUGMENT_MAX_CPU_SIZE, DEVICE_AUGMENT_MAX_CPU_SIZE + 1
-    assert resolve_augment_on("auto", "cpu", small) == "device"
-    assert resolve_augment_on("auto", "cpu", large) == "workers"
-    assert resolve_augment_on("auto", "gpu", 224) == "device"
-    assert resolve_augment_on("auto", "cuda", 224) == "device"
-    assert resolve_augment_on("auto", "mps", 224) == "device"
-    assert resolve_augment_on("workers", "gpu", 224) == "workers"
-    assert resolve_augment_on("device", "cpu", 512) == "device"
+def test_auto_picks_device_on_gpus_and_workers_on_cpus() -> None:
+    assert resolve_augment_on("auto", "cpu") == "workers"
+    assert resolve_augment_on("auto", "gpu") == "device"
+    assert resolve_augment_on("auto", "cuda") == "device"
+    assert resolve_augment_on("auto", "MPS") == "device"
+    gpu_here = torch.cuda.is_available() or torch.backends.mps.is_available()
+    assert resolve_augment_on("auto", "auto") == ("device" if gpu_here else "workers")
+    assert resolve_augment_on("workers", "gpu") == "workers"
+    assert resolve_augment_on("device", "cpu") == "device"
 
 
 class _RecordingDataModule(ImageFolderDataModule):

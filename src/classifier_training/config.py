@@ -116,8 +116,8 @@ class DataModuleConfig(_Frozen):
             on PIL images, in the DataLoader workers. ``device``: the loader only
             serves the resized ``uint8`` images and the same augmentation runs on
             whole batches on the training device (per-sample random parameters).
-            ``auto``: ``device`` on a GPU and for small images on a CPU (at most
-            ``DEVICE_AUGMENT_MAX_CPU_SIZE`` px), where it measured faster.
+            ``auto``: ``device`` on a GPU, ``workers`` on a CPU (where the
+            batched path measured no faster end to end).
         mean: Normalisation mean (RGB, 0-1 scale). ``data.mean: null`` in the
             config (its default) means the model's own (``train.py`` fills it in
             from ``model.arch``); ImageNet's when built in Python.

@@ -97,9 +97,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.config = config
         self.arch = arch
         self.accelerator = accelerator
-        self.augment_on = resolve_augment_on(
-            config.augment_on, accelerator, config.image_size
-        )
+        self.augment_on = resolve_augment_on(config.augment_on, accelerator)
         self.device_augmentation: DeviceAugmentation | None = (
             DeviceAugmentation(config.transforms, config.mean, config.std)
             if self.augment_on == "device"

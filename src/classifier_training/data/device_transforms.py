@@ -23,36 +23,31 @@ from classifier_training.config import TransformsConfig
 from classifier_training.core.preprocessing import mean_fill
 from classifier_training.data.transforms import has_affine, has_colour_jitter
 
-__all__ = ["DEVICE_AUGMENT_MAX_CPU_SIZE", "DeviceAugmentation", "resolve_augment_on"]
-
-#: ``augment_on=auto`` on a CPU: batched augmentation up to this image side. In
-#: ``benchmarks/train_throughput.py`` it beat per-image PIL at 40 px and lost at
-#: 96 px on the 2-core reference machine (see ``benchmarks/README.md``).
-DEVICE_AUGMENT_MAX_CPU_SIZE = 64
+__all__ = ["DeviceAugmentation", "resolve_augment_on"]
 
 
-def resolve_augment_on(augment_on: str, accelerator: str, image_size: int) -> str:
+def resolve_augment_on(augment_on: str, accelerator: str) -> str:
     """``workers`` or ``device`` for a ``data.augment_on`` setting.
 
     Args:
         augment_on: ``auto``, ``workers`` or ``device``.
         accelerator: The Trainer's accelerator as configured (``auto``, ``cpu``,
             ``gpu``, ``cuda``, ``mps``, ...).
-        image_size: The network input side.
 
     Returns:
-        ``device`` for ``auto`` when training runs on a GPU (CUDA or MPS), or on a
-        CPU for images up to :data:`DEVICE_AUGMENT_MAX_CPU_SIZE` px; else
-        ``workers``. An explicit ``workers``/``device`` is returned as is.
+        For ``auto``: ``device`` when training runs on a GPU (CUDA or MPS), where
+        the batched path costs the GPU almost nothing and frees the loader's CPU
+        cores; ``workers`` on a CPU, where the batched path competes with the
+        model for the same cores and measured no faster end to end
+        (``benchmarks/README.md``). An explicit ``workers``/``device`` is
+        returned as is.
     """
     if augment_on != "auto":
         return augment_on
     name = accelerator.strip().lower()
     gpu_available = torch.cuda.is_available() or torch.backends.mps.is_available()
     on_gpu = name in {"gpu", "cuda", "mps"} or (name == "auto" and gpu_available)
-    if on_gpu or image_size <= DEVICE_AUGMENT_MAX_CPU_SIZE:
-        return "device"
-    return "workers"
+    return "device" if on_gpu else "workers"
 
 
 class DeviceAugmentation(nn.Module):
