@@ -13,12 +13,11 @@ from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
 from classifier_training.config import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     DataModuleConfig,
     TransformsConfig,
     load_data_config,
 )
+from classifier_training.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.data.device_transforms import (
     DeviceAugmentation,
