@@ -8,14 +8,14 @@
 # Without a CUDA GPU it runs a small CPU fall-back of both steps (fp32, 40 px, no
 # compile, a few steps), so the script itself can be tested anywhere.
 #
-#   bash benchmarks/gpu_check.sh [OUT_DIR]      # default OUT_DIR: gpu_check_out
+#   bash benchmarks/gpu_check.sh [OUT_DIR]      # default OUT_DIR: outputs/gpu_check
 # Environment: PYTHON (default .venv/bin/python, else python3), DATA_ROOT (a
 # dataset; default: the synthetic demo set, generated into OUT_DIR if missing),
 # EPOCHS (demo epochs on the GPU, default 3).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-OUT_DIR=${1:-gpu_check_out}
+OUT_DIR=${1:-outputs/gpu_check}
 mkdir -p "$OUT_DIR"
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
@@ -33,7 +33,7 @@ if "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else
     bench_args=(--accelerator gpu --precision bf16-mixed --sizes 224
         --batch-size 128 --workers "$workers" --channels-last true
         --compile both --steps 40 --warmup 10 --repeats 1 --per-class 20)
-    train_args=(trainer=gpu "trainer.max_epochs=${EPOCHS:-3}"
+    train_args=(trainer=gpu trainer.accelerator=gpu "trainer.max_epochs=${EPOCHS:-3}"
         "data.num_workers=$workers")
 else
     echo "no CUDA GPU: CPU fall-back (fp32, 40 px, no compile, a few steps)"
