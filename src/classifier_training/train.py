@@ -27,6 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -94,7 +95,9 @@ def resolve_data_values(cfg: DictConfig) -> dict[str, Any]:
 def build_datamodule(cfg: DictConfig) -> ImageFolderDataModule:
     """Validate ``cfg.data`` and set the data module up."""
     datamodule = ImageFolderDataModule(
-        load_data_config(resolve_data_values(cfg)), arch=str(cfg.model.arch)
+        load_data_config(resolve_data_values(cfg)),
+        arch=str(cfg.model.arch),
+        seed=int(cfg.get("seed") or 0),
     )
     datamodule.setup("fit")
     return datamodule
@@ -214,6 +217,8 @@ def continue_metrics_csv(output_dir: Path, ckpt_path: str | None) -> None:
         ckpt_path: The checkpoint the run resumes from, if any.
     """
     target = output_dir / CSV_METRICS_FILE
+    if not is_rank_zero():  # the other ranks of a DDP run write no files
+        return
     if ckpt_path is None:
         target.unlink(missing_ok=True)
         return
@@ -280,6 +285,35 @@ def last_checkpoint_path(callbacks: Sequence[Callback]) -> Path | None:
     return None
 
 
+def is_rank_zero() -> bool:
+    """Whether this process is global rank 0 (the only one that writes the run's
+    files). Known before the trainer exists: Lightning reads it from the launcher's
+    environment (``RANK``, ``LOCAL_RANK``/``NODE_RANK``, ``SLURM_PROCID``)."""
+    return int(getattr(rank_zero_only, "rank", 0)) == 0
+
+
+def effective_batch(trainer: L.Trainer, per_device: int) -> dict[str, int]:
+    """How many images one optimizer step sees, and what it is made of.
+
+    Args:
+        trainer: The configured trainer (devices and nodes resolved).
+        per_device: ``data.batch_size``, the batch of one process.
+
+    Returns:
+        ``{"per_device", "devices", "nodes", "accumulate_grad_batches",
+        "effective"}``.
+    """
+    devices, nodes = int(trainer.num_devices), int(trainer.num_nodes)
+    accumulate = int(trainer.accumulate_grad_batches)
+    return {
+        "per_device": per_device,
+        "devices": devices,
+        "nodes": nodes,
+        "accumulate_grad_batches": accumulate,
+        "effective": per_device * devices * nodes * accumulate,
+    }
+
+
 def split_metrics(results: Mapping[str, float], stage: str) -> dict[str, Any]:
     """Nest flat ``stage/...`` metrics: top-k, loss and per-class accuracy by name."""
     summary: dict[str, Any] = {}
@@ -339,6 +373,13 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
+    batch = effective_batch(trainer, datamodule.config.batch_size)
+    if is_rank_zero():
+        logger.info(
+            f"effective batch {batch['effective']} = {batch['per_device']} per "
+            f"device x {batch['devices']} device(s) x {batch['nodes']} node(s) x "
+            f"{batch['accumulate_grad_batches']} accumulated"
+        )
 
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -374,10 +415,12 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "num_classes": data_summary["num_classes"],
         "splits": data_summary["splits"],
     }
+    metrics["batch"] = batch
     metrics["best_checkpoint"] = str(best) if best else None
     metrics["epochs_completed"] = trainer.current_epoch
     metrics["wall_time_s"] = round(time.perf_counter() - started, 2)
-    atomic_write_json(output_dir / METRICS_FILE, metrics)
+    if trainer.is_global_zero:
+        atomic_write_json(output_dir / METRICS_FILE, metrics)
     return metrics
 
 
@@ -405,7 +448,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except ClassifierError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
-    print_summary(metrics, output_dir)
+    if is_rank_zero():
+        print_summary(metrics, output_dir)
     return float(metrics.get("test", metrics["val"])["acc_top1"])
 
 

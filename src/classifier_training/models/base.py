@@ -189,10 +189,9 @@ class BaseClassificationModel(L.LightningModule, ABC):
         class_acc: MulticlassAccuracy = getattr(self, f"{stage}_class_acc")
         accuracy = class_acc.compute()
         # Classes absent from the split have no accuracy (torchmetrics says 0).
-        tp, fn = class_acc.tp, class_acc.fn
-        assert isinstance(tp, torch.Tensor)
-        assert isinstance(fn, torch.Tensor)
-        support = tp + fn
+        # Support from the confusion matrix, which compute() synchronised across
+        # ranks: every rank logs the same keys (its own tp/fn are its share only).
+        support = confusion.sum(dim=1)
         class_acc.reset()
         per_class = {
             f"{stage}/acc_class/{display_name(name)}": accuracy[i]
