@@ -92,12 +92,20 @@ def resolve_data_values(cfg: DictConfig) -> dict[str, Any]:
     return data
 
 
-def build_datamodule(cfg: DictConfig) -> ImageFolderDataModule:
-    """Validate ``cfg.data`` and set the data module up."""
+def build_datamodule(
+    cfg: DictConfig, processes_per_machine: int = 1
+) -> ImageFolderDataModule:
+    """Validate ``cfg.data`` and set the data module up.
+
+    Args:
+        cfg: The composed config.
+        processes_per_machine: DDP ranks per machine (they share the image cache).
+    """
     datamodule = ImageFolderDataModule(
         load_data_config(resolve_data_values(cfg)),
         arch=str(cfg.model.arch),
         seed=int(cfg.get("seed") or 0),
+        processes_per_machine=processes_per_machine,
     )
     datamodule.setup("fit")
     return datamodule
@@ -292,6 +300,16 @@ def is_rank_zero() -> bool:
     return int(getattr(rank_zero_only, "rank", 0)) == 0
 
 
+def processes_per_machine(trainer: L.Trainer) -> int:
+    """Training processes on this machine: the devices of a multi-process run, else 1.
+
+    Known before ``fit`` launches them (``trainer.devices`` per node).
+    """
+    if trainer.num_devices * trainer.num_nodes > 1:
+        return int(trainer.num_devices)
+    return 1
+
+
 def effective_batch(trainer: L.Trainer, per_device: int) -> dict[str, int]:
     """How many images one optimizer step sees, and what it is made of.
 
@@ -362,29 +380,38 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = build_datamodule(cfg)
-    model = build_model(cfg, datamodule)
     loggers = build_loggers(cfg)
     callbacks = build_callbacks(cfg, with_loggers=bool(loggers))
     checkpoint = find_checkpoint_callback(callbacks)
     ckpt_path = cfg.get("ckpt_path")
     refuse_foreign_checkpoints(checkpoint, ckpt_path)
-    continue_metrics_csv(output_dir, ckpt_path)
+    # The trainer first: the data module needs to know how many processes of
+    # this machine will share its image cache.
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
+    datamodule = build_datamodule(cfg, processes_per_machine(trainer))
+    model = build_model(cfg, datamodule)
+    continue_metrics_csv(output_dir, ckpt_path)
     batch = effective_batch(trainer, datamodule.config.batch_size)
+    model.effective_batch_size = batch["effective"]
     if is_rank_zero():
         logger.info(
             f"effective batch {batch['effective']} = {batch['per_device']} per "
             f"device x {batch['devices']} device(s) x {batch['nodes']} node(s) x "
             f"{batch['accumulate_grad_batches']} accumulated"
         )
+        if model.lr_scale() != 1.0:
+            logger.info(
+                f"model.scale_lr_with_batch: learning rate x {model.lr_scale():.4g} "
+                f"(effective batch {batch['effective']} / reference "
+                f"{model.hparams['lr_reference_batch']})"
+            )
 
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     except (KeyboardInterrupt, SystemExit):
-        if trainer.interrupted:  # Lightning stopped cleanly on Ctrl-C
+        if trainer.interrupted and is_rank_zero():  # stopped cleanly on Ctrl-C
             last = last_checkpoint_path(callbacks)
             given = HydraConfig.get().overrides
             overrides = [*given.task, *given.hydra]
@@ -464,6 +491,12 @@ def silence_known_noise() -> None:
     """Hide third-party messages that say nothing about the user's run."""
     # Lightning 2.6 calls a pytree API that torch 2.14 deprecates; harmless.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Under DDP the val/test numbers are computed by torchmetrics, which already
+    # synchronises them across ranks: Lightning's advice to add sync_dist would
+    # only average equal values again.
+    warnings.filterwarnings(
+        "ignore", message=r"It is recommended to use `self\.log\('(val|test)/"
+    )
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         _DropLightningTips()
     )

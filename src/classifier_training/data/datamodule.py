@@ -7,8 +7,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from loguru import logger
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from loguru import logger
 from torch.utils.data import DataLoader, Sampler
 
 from classifier_training.config import DataModuleConfig
@@ -49,7 +49,6 @@ from classifier_training.data.transforms import (
     build_train_transform,
 )
 
-
 #: Key of the training draws' seed in the data module's checkpoint state.
 SAMPLER_SEED_KEY = "sampler_seed"
 
@@ -87,13 +86,24 @@ class ImageFolderDataModule(L.LightningDataModule):
         seed: Seed of the training draws: epoch ``e`` is drawn from
             ``(seed, e)``, identically in every process of a distributed run
             (each takes its own slice) and again after a resume.
+        processes_per_machine: Processes of this machine that train together
+            (DDP ranks per node). Above 1, ``data.cache=ram`` is built once per
+            machine and mapped by all of them, and ``data.cache=disk`` is written
+            by one process while the others wait.
     """
 
-    def __init__(self, config: DataModuleConfig, arch: str, seed: int = 0) -> None:
+    def __init__(
+        self,
+        config: DataModuleConfig,
+        arch: str,
+        seed: int = 0,
+        processes_per_machine: int = 1,
+    ) -> None:
         super().__init__()
         self.config = config
         self.arch = arch
         self.seed = seed
+        self.processes_per_machine = processes_per_machine
         self._contract: DeploymentContract | None = None
         self._restored_contract: DeploymentContract | None = None
         self.class_to_idx: dict[str, int] = {}
@@ -212,7 +222,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         self._is_set_up = True
         self.train_sampler = self._build_sampler()
         if self.train_sampler is None:
-            self._shuffle_sampler = ShuffleSampler(len(self.datasets["train"]), self.seed)
+            self._shuffle_sampler = ShuffleSampler(
+                len(self.datasets["train"]), self.seed
+            )
 
     # -- deployment contract (saved in checkpoints) -------------------------------
     @property
@@ -321,6 +333,7 @@ class ImageFolderDataModule(L.LightningDataModule):
                     cache_dir=cache_dir,
                     name=split,
                     settings=settings,
+                    shared_by=self.processes_per_machine,
                 )
             except OSError as error:
                 where = cache_dir if kind == "disk" else "data.cache=ram"
