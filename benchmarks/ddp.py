@@ -61,9 +61,11 @@ class EpochTimer(Callback):
 
 
 def run(
-    data: Path, work: Path, devices: int, epochs: int, batch: int
+    data: Path, work: Path, devices: int, epochs: int, batch: int, threads: int
 ) -> dict[str, Any]:
-    """Train once with ``devices`` processes; return epoch times and images/s."""
+    """Train once with ``devices`` processes of ``threads`` torch threads each (0:
+    cores / processes, Lightning's choice under DDP); return epoch times and
+    images/s."""
     out = work / f"run_{devices}"
     timing = work / f"timing_{devices}.json"
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", f"trainer.devices={devices}"]
@@ -87,9 +89,11 @@ def run(
         f"+callbacks.timer.out={timing}",
         *(ddp if devices > 1 else []),
     ]
+    threads = threads or max(1, (os.cpu_count() or 1) // devices)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(HERE)]),
+        "OMP_NUM_THREADS": str(threads),  # torch's intra-op threads per process
     }
     started = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -102,6 +106,7 @@ def run(
     steady = statistics.median(epoch_s[1:] if len(epoch_s) > 1 else epoch_s)
     return {
         "devices": devices,
+        "threads": threads,
         "effective_batch": metrics["batch"]["effective"],
         "draws_per_epoch": draws,
         "epoch_s": [round(t, 2) for t in epoch_s],
@@ -117,6 +122,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--batch", type=int, default=32, help="per device")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per process (default: cores / processes)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny: 2 epochs")
     args = parser.parse_args()
     epochs, per_class = (2, 12) if args.quick else (args.epochs, args.per_class)
@@ -131,14 +142,21 @@ def main() -> None:
             out_dir=data, per_class=per_class, image_size=48, classes=classes
         )
         generate_dataset(config, log=lambda _: None)
-        results = [run(data, work, d, epochs, args.batch) for d in (1, args.devices)]
+        results = [
+            run(data, work, d, epochs, args.batch, args.threads)
+            for d in (1, args.devices)
+        ]
     base = results[0]["images_per_s"]
-    print(f"CPU cores: {os.cpu_count()}, torch threads per process: default")
-    print("| processes | effective batch | draws/epoch | epoch s | img/s | vs 1 |")
-    print("| ---: | ---: | ---: | --- | ---: | ---: |")
+    print(f"CPU cores: {os.cpu_count()}")
+    print(
+        "| processes | threads each | effective batch | draws/epoch | epoch s "
+        "| img/s | vs 1 |"
+    )
+    print("| ---: | ---: | ---: | ---: | --- | ---: | ---: |")
     for r in results:
         print(
-            f"| {r['devices']} | {r['effective_batch']} | {r['draws_per_epoch']} | "
+            f"| {r['devices']} | {r['threads']} | {r['effective_batch']} | "
+            f"{r['draws_per_epoch']} | "
             f"{', '.join(map(str, r['epoch_s']))} | {r['images_per_s']:.0f} | "
             f"{r['images_per_s'] / base:.2f}x |"
         )
