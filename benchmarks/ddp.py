@@ -61,14 +61,20 @@ class EpochTimer(Callback):
 
 
 def run(
-    data: Path, work: Path, devices: int, epochs: int, batch: int, threads: int
+    data: Path,
+    work: Path,
+    devices: int,
+    epochs: int,
+    batch: int,
+    threads: int,
+    accelerator: str = "cpu",
 ) -> dict[str, Any]:
     """Train once with ``devices`` processes of ``threads`` torch threads each (0:
     cores / processes, Lightning's choice under DDP); return epoch times and
     images/s."""
     out = work / f"run_{devices}"
     timing = work / f"timing_{devices}.json"
-    ddp = ["trainer=ddp", "trainer.accelerator=cpu", f"trainer.devices={devices}"]
+    ddp = ["trainer=ddp", f"trainer.devices={devices}"]
     command = [
         sys.executable,
         "-m",
@@ -81,6 +87,7 @@ def run(
         "data.num_workers=1",
         "data.sampler.mode=disabled",
         f"trainer.max_epochs={epochs}",
+        f"trainer.accelerator={accelerator}",
         "trainer.precision=32-true",
         "trainer.num_sanity_val_steps=0",
         f"hydra.run.dir={out}",
@@ -128,6 +135,7 @@ def main() -> None:
         default=0,
         help="torch threads per process (default: cores / processes)",
     )
+    parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--quick", action="store_true", help="tiny: 2 epochs")
     args = parser.parse_args()
     epochs, per_class = (2, 12) if args.quick else (args.epochs, args.per_class)
@@ -143,7 +151,7 @@ def main() -> None:
         )
         generate_dataset(config, log=lambda _: None)
         results = [
-            run(data, work, d, epochs, args.batch, args.threads)
+            run(data, work, d, epochs, args.batch, args.threads, args.accelerator)
             for d in (1, args.devices)
         ]
     base = results[0]["images_per_s"]
