@@ -492,3 +492,19 @@ def test_scale_lr_with_batch_applies_the_linear_rule() -> None:
     scaled.effective_batch_size = None
     with pytest.raises(ConfigError, match="scale_lr_with_batch"):
         scaled.configure_optimizers()
+
+
+def test_a_resumed_data_module_keeps_the_checkpoints_seed(tmp_path: Path) -> None:
+    root = make_jsonl_dataset(tmp_path / "data")
+    config = load_data_config({"data_root": root, "image_size": 24})
+    first = ImageFolderDataModule(config, arch="resnet18", seed=7)
+    first.setup("fit")
+    state = first.state_dict()
+    assert state["sampler_seed"] == 7
+    resumed = ImageFolderDataModule(config, arch="resnet18", seed=8)
+    resumed.setup("fit")
+    resumed.load_state_dict(state)
+    for sampler in (first.draw_sampler, resumed.draw_sampler):
+        sampler.set_epoch(3)
+    assert list(resumed.draw_sampler) == list(first.draw_sampler)
+    assert resumed.draw_sampler.epoch_digest() == first.draw_sampler.epoch_digest()
