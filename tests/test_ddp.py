@@ -472,6 +472,8 @@ def test_ram_cache_of_several_ranks_is_one_shared_memory_file(
             if cache.file is not None:
                 cache.file.unlink(missing_ok=True)
                 cache.file.with_suffix(".json").unlink(missing_ok=True)
+                stem = cache.file.stem.rsplit("-", 1)[0]
+                (cache.file.parent / f".{stem}.lock").unlink(missing_ok=True)
 
 
 def test_scale_lr_with_batch_applies_the_linear_rule() -> None:

@@ -373,7 +373,8 @@ def _shared_ram_cache(
     )
     assert cache.file is not None
     if built:  # the builder outlives the other ranks (rank 0 ends a run last)
-        _remove_at_exit(cache.file, cache.file.with_suffix(".json"))
+        lock = folder / f".{cache.file.stem.rsplit('-', 1)[0]}.lock"
+        _remove_at_exit(cache.file, cache.file.with_suffix(".json"), lock)
     cache.kind = "ram"
     cache.array  # noqa: B018  (map it now: forked loader workers inherit the map)
     return cache
