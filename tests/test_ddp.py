@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
@@ -26,6 +27,7 @@ from lightning.fabric.plugins.environments import (
 )
 from PIL import Image
 
+from classifier_training.checkpoints import load_checkpoint
 from classifier_training.config import ConfigError, load_data_config
 from classifier_training.data.cache import (
     SHARED_RAM_DIR,
@@ -269,6 +271,27 @@ def draws(record: Path, epoch: int) -> dict[int, dict[str, list[int]]]:
     return found
 
 
+def single_process_loss(checkpoint: Path, data: Path, split: str) -> float:
+    """Mean cross-entropy of the checkpoint's network over every row of ``split``."""
+    network = load_checkpoint(checkpoint).network
+    config = {"data_root": data, "image_size": 32, "num_workers": 0}
+    datamodule = ImageFolderDataModule(load_data_config(config), arch="resnet18")
+    datamodule.setup("fit")
+    loader = (
+        datamodule.val_dataloader()
+        if split == "valid"
+        else datamodule.test_dataloader()
+    )
+    total, rows = 0.0, 0
+    with torch.no_grad():
+        for batch in loader:
+            logits = network(batch["images"])
+            total += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
+            rows += len(batch["labels"])
+    assert rows == 9
+    return total / rows
+
+
 class DDPRun(NamedTuple):
     data: Path
     cwd: Path
@@ -366,6 +389,8 @@ def test_two_processes_write_one_run_once_with_single_process_metrics(
         assert metrics[stage]["acc_top5"] == pytest.approx(summary["top5"], abs=1e-6)
         recall = {k: v["recall"] for k, v in summary["per_class"].items()}
         assert metrics[stage]["per_class_acc"] == pytest.approx(recall, abs=1e-6)
+        loss = single_process_loss(run / "checkpoints/best.ckpt", ddp_run.data, split)
+        assert metrics[stage]["loss"] == pytest.approx(loss, abs=1e-6)
 
 
 @pytest.mark.slow
