@@ -115,7 +115,7 @@ class DataModuleConfig(_Frozen):
             serves the resized ``uint8`` images and the same augmentation runs on
             whole batches on the training device (per-sample random parameters).
             ``auto``: ``device`` on a GPU, ``workers`` on a CPU (where the
-            batched path measured no faster end to end).
+            batched path is not yet shown faster end to end).
         mean: Normalisation mean (RGB, 0-1 scale). ``data.mean: null`` in the
             config (its default) means the model's own (``train.py`` fills it in
             from ``model.arch``); ImageNet's when built in Python.

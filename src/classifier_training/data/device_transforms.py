@@ -38,7 +38,7 @@ def resolve_augment_on(augment_on: str, accelerator: str) -> str:
         For ``auto``: ``device`` when training runs on a GPU (CUDA or MPS), where
         the batched path costs the GPU almost nothing and frees the loader's CPU
         cores; ``workers`` on a CPU, where the batched path competes with the
-        model for the same cores and measured no faster end to end
+        model for the same cores and is not yet shown faster end to end
         (``benchmarks/README.md``). An explicit ``workers``/``device`` is
         returned as is.
     """
