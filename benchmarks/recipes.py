@@ -23,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -161,7 +162,9 @@ def loader_rate(root: Path, preset: str, args: argparse.Namespace) -> float:
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
+    """Mean and sample standard deviation (0 for a single value; NaN for none)."""
+    if not values:
+        return math.nan, math.nan
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return statistics.fmean(values), std
 
@@ -190,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default=",".join(PRESETS))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="0: measure the loader cost only"
+    )
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--classes", type=int, default=11)
     parser.add_argument("--per-class", type=int, default=60)
@@ -232,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "clean": mean_std(clean),
             "degraded": mean_std(degraded),
             "rate": rate,
-            "seconds": statistics.fmean(seconds),
+            "seconds": statistics.fmean(seconds) if seconds else math.nan,
         }
     print(
         f"\n{args.classes} classes (0-{args.classes - 2} and empty), "
