@@ -17,7 +17,7 @@ the clean test.
 
 Usage::
 
-    python benchmarks/recipes.py [--epochs 6] [--seeds 3] [--presets digits,none]
+    python benchmarks/recipes.py [--epochs 30] [--seeds 3] [--presets digits,none]
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--seeds", type=int, default=3, help="0: measure the loader cost only"
     )
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--classes", type=int, default=11)
     parser.add_argument("--per-class", type=int, default=60)
     parser.add_argument(
