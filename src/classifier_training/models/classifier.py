@@ -42,6 +42,8 @@ class ImageClassifier(BaseClassificationModel):
         cutmix_alpha: See :class:`BaseClassificationModel`.
         mixup_prob: See :class:`BaseClassificationModel`.
         mixup_off_last_epochs: See :class:`BaseClassificationModel`.
+        scale_lr_with_batch: See :class:`BaseClassificationModel`.
+        lr_reference_batch: See :class:`BaseClassificationModel`.
     """
 
     def __init__(
@@ -60,6 +62,8 @@ class ImageClassifier(BaseClassificationModel):
         cutmix_alpha: float = 0.0,
         mixup_prob: float = 1.0,
         mixup_off_last_epochs: int = 0,
+        scale_lr_with_batch: bool = False,
+        lr_reference_batch: int = 256,
     ) -> None:
         self.arch = arch
         self.pretrained = pretrained
@@ -76,6 +80,8 @@ class ImageClassifier(BaseClassificationModel):
             cutmix_alpha=cutmix_alpha,
             mixup_prob=mixup_prob,
             mixup_off_last_epochs=mixup_off_last_epochs,
+            scale_lr_with_batch=scale_lr_with_batch,
+            lr_reference_batch=lr_reference_batch,
         )
 
     def build_network(self, num_classes: int) -> nn.Module:

@@ -20,10 +20,9 @@ from torch import nn
 from torchvision import models as tv_models
 
 from classifier_training.core.errors import ClassifierError
+from classifier_training.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 TIMM_PREFIX = "timm/"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class WeightsError(ClassifierError):
