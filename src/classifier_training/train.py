@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 import classifier_training.models  # noqa: F401  (registers the model options)
+from classifier_training.calibration import calibrate_run
 from classifier_training.config import (
     ConfigError,
     DataModuleConfig,
@@ -44,6 +45,7 @@ from classifier_training.core.io import atomic_path, atomic_write_json
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.models.base import BaseClassificationModel
 from classifier_training.models.factory import default_normalization
+from classifier_training.report import build_run_report
 from classifier_training.utils.hydra import register_settings
 
 METRICS_FILE = "metrics.json"
@@ -367,6 +369,13 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
             model, datamodule=datamodule, ckpt_path=best, verbose=False
         )
         metrics["test"] = split_metrics(test_results, "test")
+    metrics["calibration"] = calibrate_run(
+        model.network, datamodule, Path(best) if best else None, output_dir
+    )
+    for split in ("val", "test"):  # per-class scores and mistakes beside the accuracy
+        if split in metrics and split in metrics["calibration"]:
+            for key in ("per_class", "confident_mistakes"):
+                metrics[split][key] = metrics["calibration"][split].pop(key)
     data_summary = datamodule.summary()
     metrics["excluded_rows"] = data_summary["excluded_rows"]
     metrics["skipped_images"] = data_summary["skipped_images"]
@@ -378,6 +387,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     metrics["epochs_completed"] = trainer.current_epoch
     metrics["wall_time_s"] = round(time.perf_counter() - started, 2)
     atomic_write_json(output_dir / METRICS_FILE, metrics)
+    build_run_report(output_dir)  # report.html: everything above on one page
     return metrics
 
 
