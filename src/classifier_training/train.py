@@ -47,6 +47,11 @@ from classifier_training.models.base import BaseClassificationModel
 from classifier_training.models.factory import default_normalization
 from classifier_training.report import build_run_report
 from classifier_training.utils.hydra import register_settings
+from classifier_training.utils.loggers import (
+    log_config,
+    log_deployment,
+    log_final_metrics,
+)
 
 METRICS_FILE = "metrics.json"
 CSV_METRICS_FILE = "metrics.csv"
@@ -282,6 +287,16 @@ def last_checkpoint_path(callbacks: Sequence[Callback]) -> Path | None:
     return None
 
 
+def calibration_numbers(calibration: Mapping[str, Any]) -> dict[str, float]:
+    """The calibration scalars for the trackers (``calibration/...``)."""
+    numbers = {"calibration/temperature": float(calibration["temperature"])}
+    for split in ("val", "test"):
+        for key in ("ece_before", "ece_after"):
+            if split in calibration:
+                numbers[f"calibration/{split}_{key}"] = float(calibration[split][key])
+    return numbers
+
+
 def split_metrics(results: Mapping[str, float], stage: str) -> dict[str, Any]:
     """Nest flat ``stage/...`` metrics: top-k, loss and per-class accuracy by name."""
     summary: dict[str, Any] = {}
@@ -333,6 +348,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule)
     loggers = build_loggers(cfg)
+    log_config(loggers, OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     callbacks = build_callbacks(cfg, with_loggers=bool(loggers))
     checkpoint = find_checkpoint_callback(callbacks)
     ckpt_path = cfg.get("ckpt_path")
@@ -388,6 +404,8 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     metrics["wall_time_s"] = round(time.perf_counter() - started, 2)
     atomic_write_json(output_dir / METRICS_FILE, metrics)
     build_run_report(output_dir)  # report.html: everything above on one page
+    log_final_metrics(loggers, calibration_numbers(metrics["calibration"]))
+    log_deployment(loggers, output_dir)
     return metrics
 
 
