@@ -42,12 +42,12 @@ from rich.table import Table
 from torch import nn
 from torchvision import models as tv_models
 
-from classifier_training.config import IMAGENET_MEAN, IMAGENET_STD
 from classifier_training.core.contract import (
     INPUT_NAME,
     OUTPUT_NAME,
     DeploymentContract,
 )
+from classifier_training.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from classifier_training.export import export_onnx
 from classifier_training.inference.onnx_classifier import session_options
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from classifier_training.config import IMAGENET_MEAN, IMAGENET_STD
 from classifier_training.core.contract import DeploymentContract, write_labels_mapping
+from classifier_training.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from classifier_training.export import export_onnx
 from tests.helpers import class_image, make_jsonl_dataset, run_train
 

@@ -14,9 +14,9 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from classifier_training.config import IMAGENET_MEAN, IMAGENET_STD
 from classifier_training.core.contract import DeploymentContract
 from classifier_training.core.errors import USER_ERROR_EXIT_CODE
+from classifier_training.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from classifier_training.export import (
     OnnxVerificationError,
     export_onnx,

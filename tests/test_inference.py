@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torchvision import models as tv_models
 
-from classifier_training.config import IMAGENET_MEAN, IMAGENET_STD, DataModuleConfig
+from classifier_training.config import DataModuleConfig
 from classifier_training.core.contract import (
     DeploymentContract,
     LabelsMappingError,
@@ -23,6 +23,7 @@ from classifier_training.core.contract import (
     read_labels_mapping,
     write_labels_mapping,
 )
+from classifier_training.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from classifier_training.core.readers import find_splits, read_split
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.inference import (

@@ -14,12 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from classifier_training.core.errors import ClassifierError
+from classifier_training.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from classifier_training.core.validation import BadImagePolicy
 
 CacheMode = Literal["none", "ram", "disk", "auto"]  # data.cache
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 class ConfigError(ClassifierError, ValueError):

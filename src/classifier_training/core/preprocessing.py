@@ -22,6 +22,11 @@ from PIL import Image
 
 from classifier_training.core.image_io import load_image, to_rgb
 
+# ImageNet statistics: the normalisation of most pretrained weights, and the
+# default when neither the config nor the architecture names another.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
 if TYPE_CHECKING:
     from classifier_training.core.contract import DeploymentContract
 

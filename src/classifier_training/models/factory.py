@@ -20,10 +20,9 @@ from torch import nn
 from torchvision import models as tv_models
 
 from classifier_training.core.errors import ClassifierError
+from classifier_training.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 TIMM_PREFIX = "timm/"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class WeightsError(ClassifierError):
@@ -166,11 +165,13 @@ def build_network(
             network: nn.Module = _require_timm(arch).create_model(
                 timm_name, pretrained=download, num_classes=num_classes
             )
-        elif download:
-            weights = tv_models.get_model_weights(arch).DEFAULT
-            network = tv_models.get_model(arch, weights=weights)
         else:
-            network = tv_models.get_model(arch, weights=None, num_classes=num_classes)
+            # Built with its ImageNet head, then the head replaced, whether or not
+            # weights are loaded: one path, and the same random initialisation
+            # (for a seed) as the pretrained layout.
+            if download:
+                weights = tv_models.get_model_weights(arch).DEFAULT
+            network = tv_models.get_model(arch, weights=weights)
     except (urllib.error.URLError, OSError, RuntimeError) as error:
         if not download:
             raise
