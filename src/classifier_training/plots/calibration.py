@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 from matplotlib.figure import Figure
 
 from classifier_training.core.calibration import Reliability
@@ -15,8 +14,9 @@ def plot_reliability(
 ) -> Figure:
     """One panel per split: accuracy per confidence bin, before and after scaling.
 
-    A calibrated model's bars sit on the diagonal; bars below it are
-    over-confident. Bin shares are drawn as a thin histogram at the bottom.
+    Each confidence bin is a point (mean confidence, accuracy); a calibrated
+    model's points sit on the diagonal, points below it are over-confident. The
+    share of rows per bin is drawn as a grey histogram at the bottom.
 
     Args:
         panels: Split name to ``(before, after)`` reliability statistics.
@@ -33,20 +33,21 @@ def plot_reliability(
         width = float(edges[1] - edges[0])
         centres = (edges[:-1] + edges[1:]) / 2
         ax.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=1)
-        for stats, label, color, alpha in (
-            (before, f"T=1 (ECE {before.ece:.3f})", "#d62728", 0.35),
-            (after, f"T={temperature:.2f} (ECE {after.ece:.3f})", "#1f77b4", 0.6),
+        # Each filled bin is a point (mean confidence, accuracy): on the
+        # diagonal = calibrated, below = over-confident, above = under-confident.
+        for stats, label, color, marker in (
+            (before, f"T=1 (ECE {before.ece:.3f})", "#d62728", "s"),
+            (after, f"T={temperature:.2f} (ECE {after.ece:.3f})", "#1f77b4", "o"),
         ):
-            heights = np.nan_to_num(stats.accuracy)
             filled = stats.counts > 0
-            ax.bar(
-                centres[filled],
-                heights[filled],
-                width=width * 0.9,
-                label=label,
-                edgecolor="none",
+            ax.plot(
+                stats.confidence[filled],
+                stats.accuracy[filled],
+                marker=marker,
+                markersize=5,
+                linewidth=1.5,
                 color=color,
-                alpha=alpha,
+                label=label,
             )
         total = max(1, int(after.counts.sum()))
         ax.bar(
@@ -64,6 +65,6 @@ def plot_reliability(
         ax.set_title(f"{split}: {int(after.counts.sum())} rows")
         ax.legend(fontsize=7, loc="upper left")
         ax.grid(alpha=0.3)
-    figure.suptitle("reliability (bars on the diagonal = calibrated)")
+    figure.suptitle("reliability: accuracy per confidence bin (diagonal = calibrated)")
     figure.subplots_adjust(left=0.08, right=0.98, top=0.86, bottom=0.12, wspace=0.25)
     return figure

@@ -138,7 +138,8 @@ def table(
         The ``<table>`` markup.
     """
     values = list(raw_values) if raw_values is not None else None
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    # A key/value table (all titles empty) gets no header row.
+    head = "".join(f"<th>{esc(h)}</th>" for h in header) if any(header) else ""
     body = []
     for r, row in enumerate(rows):
         cells = []
@@ -148,10 +149,8 @@ def table(
             cells.append(f"<td{attr}>{esc(cell)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cls = ' class="sortable"' if sortable else ""
-    markup = (
-        f"<table{cls}><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>"
-    )
+    thead = f"<thead><tr>{head}</tr></thead>" if head else ""
+    markup = f"<table{cls}>{thead}<tbody>{''.join(body)}</tbody></table>"
     return f'<div class="scroll">{markup}</div>' if scroll else markup
 
 
