@@ -23,6 +23,7 @@ from classifier_training.report import (
     build_run_report,
 )
 from classifier_training.report.cli import main as report_main
+from classifier_training.report.sections import per_class_table
 from tests.inference_support import TrainedRun
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -122,6 +123,9 @@ def test_calibration_is_recorded_everywhere(trained_run: TrainedRun) -> None:
         assert coverage == sorted(coverage, reverse=True)
         per_class = trained_run.metrics[split]["per_class"]  # type: ignore[index]
         assert sum(row["support"] for row in per_class.values()) == entry["rows"]
+    # The tiny run is right on (nearly) every row but under-confident (label
+    # smoothing): the temperature sharpens it, on test as on validation.
+    assert calibration["test"]["ece_after"] <= calibration["test"]["ece_before"]
     # Validation is what the temperature minimises the NLL of.
     assert calibration["val"]["nll_after"] <= calibration["val"]["nll_before"] + 1e-9
     assert (trained_run.run_dir / "reliability_diagram.png").is_file()
@@ -213,3 +217,16 @@ def test_a_folder_without_results_is_one_line_error(
     assert err.count("\n") == 1
     with pytest.raises(ReportError, match=r"no readable metrics\.json"):
         build_run_report(tmp_path)
+
+
+def test_per_class_table_is_sorted_by_f1_and_sortable() -> None:
+    scores = {
+        name: {"precision": f1, "recall": f1, "f1": f1, "support": 3}
+        for name, f1 in (("a", 0.9), ("b", 0.1), ("c", 0.5), ("<empty>", 0.5))
+    }
+    markup = per_class_table(scores)
+    cells = (">b</td>", ">&lt;empty&gt;</td>", ">c</td>", ">a</td>")  # escaped
+    order = [markup.index(cell) for cell in cells]
+    assert order == sorted(order)  # worst F1 first, ties by name
+    assert '<table class="sortable">' in markup
+    assert 'data-value="0.1"' in markup  # sorts by the number, not the text

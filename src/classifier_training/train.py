@@ -287,6 +287,29 @@ def last_checkpoint_path(callbacks: Sequence[Callback]) -> Path | None:
     return None
 
 
+def add_calibration(
+    metrics: dict[str, Any],
+    model: BaseClassificationModel,
+    datamodule: ImageFolderDataModule,
+    best: str | None,
+    output_dir: Path,
+) -> None:
+    """Fit the temperature of ``best`` (:func:`calibrate_run`) into ``metrics``.
+
+    ``metrics["calibration"]`` gets the temperature and ECE/NLL/risk-coverage
+    per split; each split's entry gets its per-class precision/recall/F1/support
+    and most confident mistakes beside the accuracy.
+    """
+    calibration = calibrate_run(
+        model.network, datamodule, Path(best) if best else None, output_dir
+    )
+    for split in ("val", "test"):
+        if split in metrics and split in calibration:
+            for key in ("per_class", "confident_mistakes"):
+                metrics[split][key] = calibration[split].pop(key)
+    metrics["calibration"] = calibration
+
+
 def calibration_numbers(calibration: Mapping[str, Any]) -> dict[str, float]:
     """The calibration scalars for the trackers (``calibration/...``)."""
     numbers = {"calibration/temperature": float(calibration["temperature"])}
@@ -385,13 +408,8 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
             model, datamodule=datamodule, ckpt_path=best, verbose=False
         )
         metrics["test"] = split_metrics(test_results, "test")
-    metrics["calibration"] = calibrate_run(
-        model.network, datamodule, Path(best) if best else None, output_dir
-    )
-    for split in ("val", "test"):  # per-class scores and mistakes beside the accuracy
-        if split in metrics and split in metrics["calibration"]:
-            for key in ("per_class", "confident_mistakes"):
-                metrics[split][key] = metrics["calibration"][split].pop(key)
+    if trainer.is_global_zero:  # one rank fits the temperature and writes files
+        add_calibration(metrics, model, datamodule, best, output_dir)
     data_summary = datamodule.summary()
     metrics["excluded_rows"] = data_summary["excluded_rows"]
     metrics["skipped_images"] = data_summary["skipped_images"]
@@ -403,9 +421,10 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     metrics["epochs_completed"] = trainer.current_epoch
     metrics["wall_time_s"] = round(time.perf_counter() - started, 2)
     atomic_write_json(output_dir / METRICS_FILE, metrics)
-    build_run_report(output_dir)  # report.html: everything above on one page
-    log_final_metrics(loggers, calibration_numbers(metrics["calibration"]))
-    log_deployment(loggers, output_dir)
+    if trainer.is_global_zero:
+        build_run_report(output_dir)  # report.html: everything above on one page
+        log_final_metrics(loggers, calibration_numbers(metrics["calibration"]))
+        log_deployment(loggers, output_dir)
     return metrics
 
 
