@@ -108,8 +108,11 @@ def test_missing_mapping_exits_2(
     )
 
 
-def onnx_probabilities(model: Path, image: Path, size: int) -> npt.NDArray[np.float32]:
-    """A second implementation: preprocessing by hand, the exported graph in ORT."""
+def onnx_probabilities(
+    model: Path, image: Path, size: int, temperature: float = 1.0
+) -> npt.NDArray[np.float32]:
+    """A second implementation: preprocessing by hand, the exported graph in ORT,
+    the softmax of ``logits / temperature`` as another runtime would do it."""
     with Image.open(image) as raw:
         resized = raw.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     pixels = np.asarray(resized, dtype=np.float32) / 255.0
@@ -118,7 +121,8 @@ def onnx_probabilities(model: Path, image: Path, size: int) -> npt.NDArray[np.fl
     batch = ((pixels - mean) / std).transpose(2, 0, 1)[None]
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {"input": batch.astype(np.float32)})
-    exp = np.exp(logits[0] - logits[0].max())
+    scaled = logits[0] / temperature
+    exp = np.exp(scaled - scaled.max())
     return np.asarray(exp / exp.sum())
 
 
@@ -137,8 +141,12 @@ def test_checkpoint_as_subprocess(
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)
     assert row["path"] == str(image)
-    # The checkpoint (torch) against its exported ONNX graph (onnxruntime).
-    probs = onnx_probabilities(trained_run.onnx, image, IMAGE_SIZE)
+    # The checkpoint (torch) against its exported ONNX graph (onnxruntime), with
+    # the temperature a deployment reads from labels_mapping.json.
+    mapping = json.loads((trained_run.run_dir / "labels_mapping.json").read_text())
+    temperature = mapping["temperature"]
+    assert temperature != 1.0  # fitted after training
+    probs = onnx_probabilities(trained_run.onnx, image, IMAGE_SIZE, temperature)
     names = ["", "23", "7"]  # class_to_idx of the run: sorted label strings
     order = np.argsort(-probs)
     assert row["label"] == names[order[0]]

@@ -123,9 +123,6 @@ def test_calibration_is_recorded_everywhere(trained_run: TrainedRun) -> None:
         assert coverage == sorted(coverage, reverse=True)
         per_class = trained_run.metrics[split]["per_class"]  # type: ignore[index]
         assert sum(row["support"] for row in per_class.values()) == entry["rows"]
-    # The tiny run is right on (nearly) every row but under-confident (label
-    # smoothing): the temperature sharpens it, on test as on validation.
-    assert calibration["test"]["ece_after"] <= calibration["test"]["ece_before"]
     # Validation is what the temperature minimises the NLL of.
     assert calibration["val"]["nll_after"] <= calibration["val"]["nll_before"] + 1e-9
     assert (trained_run.run_dir / "reliability_diagram.png").is_file()

@@ -48,6 +48,7 @@ from classifier_training.models.factory import default_normalization
 from classifier_training.report import build_run_report
 from classifier_training.utils.hydra import register_settings
 from classifier_training.utils.loggers import (
+    finish_trackers,
     log_config,
     log_deployment,
     log_final_metrics,
@@ -425,6 +426,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         build_run_report(output_dir)  # report.html: everything above on one page
         log_final_metrics(loggers, calibration_numbers(metrics["calibration"]))
         log_deployment(loggers, output_dir)
+        finish_trackers(loggers)
     return metrics
 
 

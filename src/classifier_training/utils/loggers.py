@@ -175,3 +175,17 @@ def log_deployment(loggers: Iterable[Logger], output_dir: Path) -> None:
         for path in files:
             artifact.add_file(str(path), name=path.name)
         run.log_artifact(artifact, aliases=["latest"])
+
+
+def finish_trackers(loggers: Iterable[Logger]) -> None:
+    """Flush and close the trackers once the run's last numbers are logged.
+
+    Lightning finalizes its loggers after ``trainer.test``; what the run logs
+    after that (calibration, the W&B artifact) would otherwise wait on exit
+    hooks. Finishing the W&B run also lets a Hydra multirun start the next one.
+    """
+    for tracker in trackers(loggers):
+        if isinstance(tracker, WandbLogger):
+            tracker.experiment.finish()
+        else:
+            tracker.finalize("success")
