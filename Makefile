@@ -94,6 +94,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/data_pipeline.py
 	$(PY) benchmarks/callbacks_overhead.py
 	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/ddp.py
 
 docker:
 	TORCH_SPEC="$(TORCH_SPEC)" scripts/build_image.sh

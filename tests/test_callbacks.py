@@ -510,9 +510,13 @@ def test_checkpoints_carry_the_deployment_contract(run: Run) -> None:
     checkpoint = torch.load(
         run.out / "checkpoints/best.ckpt", map_location="cpu", weights_only=True
     )
-    # Once, in the data module's state; no other copy of the classes or sizes.
+    # Once, in the data module's state (beside the seed of the training draws);
+    # no other copy of the classes or sizes.
     state = checkpoint["ImageFolderDataModule"]
-    assert state == {"deployment_contract": run.datamodule.contract.to_json()}
+    assert state == {
+        "deployment_contract": run.datamodule.contract.to_json(),
+        "sampler_seed": run.datamodule.seed,
+    }
     assert state["deployment_contract"] == json.loads(
         (run.out / "labels_mapping.json").read_text()
     )

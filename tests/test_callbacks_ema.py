@@ -118,10 +118,12 @@ def ema_run(tmp_path_factory: pytest.TempPathFactory) -> EmaRun:
         filename="best",
         monitor="val/loss",  # continuous: tells EMA and raw weights apart
         mode="min",
-        save_last=True,
     )
+    # last.ckpt every epoch, as callbacks.last_checkpoint does (Lightning's
+    # save_last=True writes it only in epochs that also save a best checkpoint).
+    last = ModelCheckpoint(dirpath=root / "checkpoints", filename="last")
     ema = EMACallback()
-    trainer, model = _trainer(2, [ema, checkpoint]), _model(datamodule)
+    trainer, model = _trainer(2, [ema, checkpoint, last]), _model(datamodule)
     trainer.fit(model, datamodule=datamodule)
     return EmaRun(datamodule, checkpoint, ema, root, trainer, model)
 

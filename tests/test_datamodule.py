@@ -145,7 +145,8 @@ def drawn_shares(dm: ImageFolderDataModule, epochs: int = 30) -> torch.Tensor:
     sampler = dm.train_sampler
     assert isinstance(sampler, TrackingWeightedRandomSampler)
     counts = torch.zeros(dm.num_classes)
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)  # each epoch is drawn from (seed, epoch)
         list(iter(sampler))
         counts += sampler.drawn_class_counts(
             dm.datasets["train"].targets, dm.num_classes

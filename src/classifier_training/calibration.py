@@ -68,6 +68,17 @@ def collect_logits(
     return np.concatenate(logits), np.concatenate(targets).astype(np.int64)
 
 
+def full_split_loader(datamodule: ImageFolderDataModule, split: str) -> DataLoader[Any]:
+    """Every row of ``split`` in file order, whatever the rank (under DDP the data
+    module's own loaders give each rank a share; rank 0 calibrates on all)."""
+    return DataLoader(
+        datamodule.datasets[split],
+        batch_size=datamodule.config.batch_size,
+        shuffle=False,
+        num_workers=datamodule.config.num_workers,
+    )
+
+
 def per_class_table(
     logits: npt.NDArray[Any], targets: npt.NDArray[Any], class_names: list[str]
 ) -> dict[str, dict[str, float | int]]:
@@ -153,17 +164,19 @@ def calibrate_run(
         table and the most confident mistakes (``eval/mistakes_<split>.png``
         draws them); ``reliability_diagram`` (file name).
     """
+    device = next(network.parameters()).device  # where training left it
     model = copy.deepcopy(network).float().eval()
     if best is not None:
         model = load_network_weights(model.cpu(), best)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)
     names = list(datamodule.contract.class_names)
-    splits: dict[str, tuple[npt.NDArray[Any], npt.NDArray[Any]]] = {
-        "val": collect_logits(model, datamodule.val_dataloader(), device)
-    }
-    if datamodule.has_test:
-        splits["test"] = collect_logits(model, datamodule.test_dataloader(), device)
+    splits: dict[str, tuple[npt.NDArray[Any], npt.NDArray[Any]]] = {}
+    for split, loader_split in LOADER_SPLIT.items():
+        if loader_split == "test" and not datamodule.has_test:
+            continue
+        splits[split] = collect_logits(
+            model, full_split_loader(datamodule, loader_split), device
+        )
     temperature = fit_temperature(*splits["val"])
     result: dict[str, Any] = {"temperature": temperature, "fitted_on": "val"}
     panels = {}

@@ -27,6 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -99,10 +100,20 @@ def resolve_data_values(cfg: DictConfig) -> dict[str, Any]:
     return data
 
 
-def build_datamodule(cfg: DictConfig) -> ImageFolderDataModule:
-    """Validate ``cfg.data`` and set the data module up."""
+def build_datamodule(
+    cfg: DictConfig, processes_per_machine: int = 1
+) -> ImageFolderDataModule:
+    """Validate ``cfg.data`` and set the data module up.
+
+    Args:
+        cfg: The composed config.
+        processes_per_machine: DDP ranks per machine (they share the image cache).
+    """
     datamodule = ImageFolderDataModule(
-        load_data_config(resolve_data_values(cfg)), arch=str(cfg.model.arch)
+        load_data_config(resolve_data_values(cfg)),
+        arch=str(cfg.model.arch),
+        seed=int(cfg.get("seed") or 0),
+        processes_per_machine=processes_per_machine,
     )
     datamodule.setup("fit")
     return datamodule
@@ -222,6 +233,8 @@ def continue_metrics_csv(output_dir: Path, ckpt_path: str | None) -> None:
         ckpt_path: The checkpoint the run resumes from, if any.
     """
     target = output_dir / CSV_METRICS_FILE
+    if not is_rank_zero():  # the other ranks of a DDP run write no files
+        return
     if ckpt_path is None:
         target.unlink(missing_ok=True)
         return
@@ -286,6 +299,45 @@ def last_checkpoint_path(callbacks: Sequence[Callback]) -> Path | None:
             if path.is_file():
                 return path.resolve()
     return None
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is global rank 0 (the only one that writes the run's
+    files). Known before the trainer exists: Lightning reads it from the launcher's
+    environment (``RANK``, ``LOCAL_RANK``/``NODE_RANK``, ``SLURM_PROCID``)."""
+    return int(getattr(rank_zero_only, "rank", 0)) == 0
+
+
+def processes_per_machine(trainer: L.Trainer) -> int:
+    """Training processes on this machine: the devices of a multi-process run, else 1.
+
+    Known before ``fit`` launches them (``trainer.devices`` per node).
+    """
+    if trainer.num_devices * trainer.num_nodes > 1:
+        return int(trainer.num_devices)
+    return 1
+
+
+def effective_batch(trainer: L.Trainer, per_device: int) -> dict[str, int]:
+    """How many images one optimizer step sees, and what it is made of.
+
+    Args:
+        trainer: The configured trainer (devices and nodes resolved).
+        per_device: ``data.batch_size``, the batch of one process.
+
+    Returns:
+        ``{"per_device", "devices", "nodes", "accumulate_grad_batches",
+        "effective"}``.
+    """
+    devices, nodes = int(trainer.num_devices), int(trainer.num_nodes)
+    accumulate = int(trainer.accumulate_grad_batches)
+    return {
+        "per_device": per_device,
+        "devices": devices,
+        "nodes": nodes,
+        "accumulate_grad_batches": accumulate,
+        "effective": per_device * devices * nodes * accumulate,
+    }
 
 
 def add_calibration(
@@ -369,23 +421,39 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = build_datamodule(cfg)
-    model = build_model(cfg, datamodule)
     loggers = build_loggers(cfg)
     log_config(loggers, OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     callbacks = build_callbacks(cfg, with_loggers=bool(loggers))
     checkpoint = find_checkpoint_callback(callbacks)
     ckpt_path = cfg.get("ckpt_path")
     refuse_foreign_checkpoints(checkpoint, ckpt_path)
-    continue_metrics_csv(output_dir, ckpt_path)
+    # The trainer first: the data module needs to know how many processes of
+    # this machine will share its image cache.
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
+    datamodule = build_datamodule(cfg, processes_per_machine(trainer))
+    model = build_model(cfg, datamodule)
+    continue_metrics_csv(output_dir, ckpt_path)
+    batch = effective_batch(trainer, datamodule.config.batch_size)
+    model.effective_batch_size = batch["effective"]
+    if is_rank_zero():
+        logger.info(
+            f"effective batch {batch['effective']} = {batch['per_device']} per "
+            f"device x {batch['devices']} device(s) x {batch['nodes']} node(s) x "
+            f"{batch['accumulate_grad_batches']} accumulated"
+        )
+        if model.lr_scale() != 1.0:
+            logger.info(
+                f"model.scale_lr_with_batch: learning rate x {model.lr_scale():.4g} "
+                f"(effective batch {batch['effective']} / reference "
+                f"{model.hparams['lr_reference_batch']})"
+            )
 
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     except (KeyboardInterrupt, SystemExit):
-        if trainer.interrupted:  # Lightning stopped cleanly on Ctrl-C
+        if trainer.interrupted and is_rank_zero():  # stopped cleanly on Ctrl-C
             last = last_checkpoint_path(callbacks)
             given = HydraConfig.get().overrides
             overrides = [*given.task, *given.hydra]
@@ -418,11 +486,12 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         "num_classes": data_summary["num_classes"],
         "splits": data_summary["splits"],
     }
+    metrics["batch"] = batch
     metrics["best_checkpoint"] = str(best) if best else None
     metrics["epochs_completed"] = trainer.current_epoch
     metrics["wall_time_s"] = round(time.perf_counter() - started, 2)
-    atomic_write_json(output_dir / METRICS_FILE, metrics)
     if trainer.is_global_zero:
+        atomic_write_json(output_dir / METRICS_FILE, metrics)
         build_run_report(output_dir)  # report.html: everything above on one page
         log_final_metrics(loggers, calibration_numbers(metrics["calibration"]))
         log_deployment(loggers, output_dir)
@@ -454,7 +523,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except ClassifierError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
-    print_summary(metrics, output_dir)
+    if is_rank_zero():
+        print_summary(metrics, output_dir)
     return float(metrics.get("test", metrics["val"])["acc_top1"])
 
 
@@ -469,6 +539,12 @@ def silence_known_noise() -> None:
     """Hide third-party messages that say nothing about the user's run."""
     # Lightning 2.6 calls a pytree API that torch 2.14 deprecates; harmless.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Under DDP the val/test numbers are computed by torchmetrics, which already
+    # synchronises them across ranks: Lightning's advice to add sync_dist would
+    # only average equal values again.
+    warnings.filterwarnings(
+        "ignore", message=r"It is recommended to use `self\.log\('(val|test)/"
+    )
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         _DropLightningTips()
     )

@@ -24,6 +24,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.types import STEP_OUTPUT
 from loguru import logger
 from torch import Tensor
 
@@ -95,6 +96,11 @@ class EMACallback(WeightAveraging):
     - Resuming (``ckpt_path=.../last.ckpt``) restores the average and its update
       count ``n_averaged``: the average continues, it does not restart.
     - At the end of training the model is left holding the EMA weights.
+    - Under DDP the average stays one model: the weights it averages are the
+      same on every rank (DDP all-reduces the gradients), and after each update
+      the averaged buffers (BatchNorm statistics, which each rank updates from its
+      own batches) are broadcast from rank 0, as DDP does for the model's own
+      buffers.
 
     Args:
         decay: Target decay (see :class:`WarmupEMA`).
@@ -137,6 +143,30 @@ class EMACallback(WeightAveraging):
         """
         if self._average_model is not None and not self._pinned_device:
             self._average_model.to(pl_module.device)
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: STEP_OUTPUT,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Update the average; under DDP, give every rank rank 0's buffers."""
+        before = self._latest_update_step
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self._latest_update_step != before and trainer.world_size > 1:
+            self._broadcast_buffers(pl_module.device)
+
+    def _broadcast_buffers(self, device: torch.device) -> None:
+        if self._average_model is None or not torch.distributed.is_initialized():
+            return
+        for buffer in self._average_model.module.buffers():
+            # NCCL broadcasts device tensors only: go through the model's device.
+            shared = buffer.to(device)
+            torch.distributed.broadcast(shared, src=0)
+            if shared is not buffer:
+                buffer.copy_(shared)
 
     def on_load_checkpoint(
         self,

@@ -79,7 +79,9 @@ class SamplerDistributionCallback(Callback):
     """Check every epoch that the weighted sampler draws classes as its weights say.
 
     Uses ``trainer.datamodule.train_sampler`` (a ``TrackingWeightedRandomSampler``
-    that records its draws); does nothing when the sampler is disabled. After each
+    that records its draws); does nothing when the sampler is disabled. Under DDP
+    every rank computes the whole epoch and trains on its share, so the counts are
+    all ranks' draws. After each
     training epoch it tests the drawn class counts against the expected shares
     (:func:`drift_test`) and logs a warning when they differ beyond sampling
     noise (p-value below ``p_threshold``). Writes ``sampler_distribution.json``
@@ -142,6 +144,8 @@ class SamplerDistributionCallback(Callback):
             "worst_class": names[test["worst_class_index"]],
             "drifted": test["p_value"] < self.p_threshold,
             "drawn": drawn.tolist(),
+            # Equal digests: the same rows in the same order (e.g. after a resume).
+            "draws_digest": sampler.epoch_digest(),
         }
         self.epochs = [r for r in self.epochs if r["epoch"] != epoch] + [record]
         if record["drifted"]:

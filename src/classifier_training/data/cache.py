@@ -17,14 +17,23 @@ epoch, and a cached image is bit-identical to an uncached one.
   and is rebuilt, never served stale. A JSON index sits next to it.
 * ``auto``: ``ram`` when the decoded set (distinct images x S x S x 3 bytes) takes
   at most half the available memory, else ``disk``.
+
+Several processes (the ranks of a DDP run) build a cache once: a disk cache is
+written by the first process under a file lock while the others wait, then
+memory-mapped by all; a RAM cache shared by ``shared_by`` processes of one
+machine is such a file in ``/dev/shm`` (memory, not disk), removed when the
+process that built it exits.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -251,6 +260,38 @@ def _fill(
     return failures
 
 
+#: Where a RAM cache shared by the processes of one machine lives (memory).
+SHARED_RAM_DIR = Path("/dev/shm")
+
+
+@contextlib.contextmanager
+def build_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed); wait for it if taken.
+
+    The other processes building the same cache wait here, then find it built.
+    """
+    with path.open("a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info(f"waiting for another process to build the cache ({path})")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_at_exit(*files: Path) -> None:
+    """Delete ``files`` when this process exits (the maps of others stay valid)."""
+
+    def remove() -> None:
+        for file in files:
+            file.unlink(missing_ok=True)
+
+    atexit.register(remove)
+
+
 def build_cache(
     paths: Sequence[Path],
     loader: Callable[[Path], Image.Image],
@@ -260,6 +301,7 @@ def build_cache(
     name: str = "images",
     settings: dict[str, Any] | None = None,
     workers: int | None = None,
+    shared_by: int = 1,
 ) -> ImageCache:
     """Build (or, for ``disk``, reuse when its key matches) a cache of ``paths``.
 
@@ -272,6 +314,9 @@ def build_cache(
         name: Prefix of the cache files and progress label (e.g. the split).
         settings: Other settings the pixels depend on, part of the disk key.
         workers: Decoding threads.
+        shared_by: Processes of this machine that use the cache (DDP ranks). Above
+            1, a ``ram`` cache is built once, as a file in ``/dev/shm`` that every
+            process maps, instead of one private copy per process.
 
     Returns:
         The cache; images that failed to decode are listed in ``failures``.
@@ -279,6 +324,8 @@ def build_cache(
     unique = list(dict.fromkeys(paths))
     shape = (len(unique), image_size, image_size, 3)
     label = f"caching {name} images ({kind}, {image_size}px)"
+    if kind == "ram" and shared_by > 1:
+        return _shared_ram_cache(unique, loader, image_size, name, settings, workers)
     if kind == "ram":
         shm = shared_memory_free()
         if shm is not None and cache_bytes(len(unique), image_size) > shm:
@@ -294,6 +341,81 @@ def build_cache(
         return ImageCache(unique, "ram", image_size, storage=storage, failures=failures)
     if cache_dir is None:
         raise ValueError("a disk cache needs a cache_dir")
+    cache, _ = _disk_cache(
+        unique, loader, image_size, cache_dir, name, settings, workers, label
+    )
+    return cache
+
+
+def _shared_ram_cache(
+    unique: list[Path],
+    loader: Callable[[Path], Image.Image],
+    image_size: int,
+    name: str,
+    settings: dict[str, Any] | None,
+    workers: int | None,
+) -> ImageCache:
+    """A RAM cache for all processes of this machine: a memory file they all map."""
+    need = cache_bytes(len(unique), image_size)
+    shm = shared_memory_free()
+    if shm is None:
+        raise OSError("a RAM cache shared by several processes needs /dev/shm")
+    folder = SHARED_RAM_DIR / f"classifier-training-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    label = f"caching {name} images (ram, shared, {image_size}px)"
+    if need > shm and not _cache_file(unique, image_size, folder, name, settings)[0]:
+        raise OSError(
+            f"the RAM cache needs {need} bytes but /dev/shm has {shm} free (use "
+            "data.cache=disk, or enlarge /dev/shm, e.g. docker run --shm-size)"
+        )
+    cache, built = _disk_cache(
+        unique, loader, image_size, folder, name, settings, workers, label
+    )
+    assert cache.file is not None
+    if built:  # the builder outlives the other ranks (rank 0 ends a run last)
+        lock = folder / f".{cache.file.stem.rsplit('-', 1)[0]}.lock"
+        _remove_at_exit(cache.file, cache.file.with_suffix(".json"), lock)
+    cache.kind = "ram"
+    cache.array  # noqa: B018  (map it now: forked loader workers inherit the map)
+    return cache
+
+
+def _disk_cache(
+    unique: list[Path],
+    loader: Callable[[Path], Image.Image],
+    image_size: int,
+    cache_dir: Path,
+    name: str,
+    settings: dict[str, Any] | None,
+    workers: int | None,
+    label: str,
+) -> tuple[ImageCache, bool]:
+    """Reuse the disk cache of ``unique`` when its key matches, else build it (once,
+    under a lock, however many processes ask at the same time).
+
+    Returns:
+        The cache, and whether this call built it.
+    """
+    _, file, key, stem = _cache_file(unique, image_size, cache_dir, name, settings)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with build_lock(cache_dir / f".{stem}.lock"):
+        found = _reuse(file, key, unique, image_size)
+        if found is not None:
+            return found, False
+        cache = _write_disk_cache(
+            file, key, stem, unique, loader, image_size, workers, label
+        )
+        return cache, True
+
+
+def _cache_file(
+    unique: list[Path],
+    image_size: int,
+    cache_dir: Path,
+    name: str,
+    settings: dict[str, Any] | None,
+) -> tuple[bool, Path, str, str]:
+    """``(exists, file, key, stem)`` of the disk cache of ``unique``."""
     key = cache_key(unique, image_size, settings or {})
     # The file list and the settings are in the stem, so only a cache of the same
     # files and settings whose contents changed counts as stale; other datasets
@@ -301,6 +423,13 @@ def build_cache(
     identity = json.dumps([[str(p) for p in unique], settings or {}], sort_keys=True)
     stem = f"{name}-{image_size}px-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
     file = cache_dir / f"{stem}-{key[:24]}.npy"
+    return file.is_file(), file, key, stem
+
+
+def _reuse(
+    file: Path, key: str, unique: list[Path], image_size: int
+) -> ImageCache | None:
+    """The cache in ``file`` if it is complete and built from the same inputs."""
     index_file = file.with_suffix(".json")
     if file.is_file() and index_file.is_file():
         index = json.loads(index_file.read_text(encoding="utf-8"))
@@ -309,7 +438,23 @@ def build_cache(
             return ImageCache(
                 unique, "disk", image_size, file=file, failures=index["failures"]
             )
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _write_disk_cache(
+    file: Path,
+    key: str,
+    stem: str,
+    unique: list[Path],
+    loader: Callable[[Path], Image.Image],
+    image_size: int,
+    workers: int | None,
+    label: str,
+) -> ImageCache:
+    """Decode ``unique`` into ``file`` and its JSON index (caller holds the lock)."""
+    cache_dir = file.parent
+    index_file = file.with_suffix(".json")
+    shape = (len(unique), image_size, image_size, 3)
     for stale in cache_dir.glob(f"{stem}-*"):
         if stale.suffix in (".npy", ".json") and stale.stem != file.stem:
             stale.unlink(missing_ok=True)  # built from other data: never reused

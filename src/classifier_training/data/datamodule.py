@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from loguru import logger
 from torch.utils.data import DataLoader, Sampler
 
@@ -37,12 +38,19 @@ from classifier_training.data.dataset import (
     ImageLoader,
     JerseyNumberDataset,
 )
-from classifier_training.data.sampler import TrackingWeightedRandomSampler
+from classifier_training.data.sampler import (
+    EpochSampler,
+    ShuffleSampler,
+    TrackingWeightedRandomSampler,
+)
 from classifier_training.data.transforms import (
     ResizeToInput,
     build_eval_transform,
     build_train_transform,
 )
+
+#: Key of the training draws' seed in the data module's checkpoint state.
+SAMPLER_SEED_KEY = "sampler_seed"
 
 
 def inverse_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
@@ -75,12 +83,27 @@ class ImageFolderDataModule(L.LightningDataModule):
         config: The validated data config.
         arch: Name of the architecture trained on this data (``model.arch``);
             recorded in the contract so a checkpoint rebuilds its network alone.
+        seed: Seed of the training draws: epoch ``e`` is drawn from
+            ``(seed, e)``, identically in every process of a distributed run
+            (each takes its own slice) and again after a resume.
+        processes_per_machine: Processes of this machine that train together
+            (DDP ranks per node). Above 1, ``data.cache=ram`` is built once per
+            machine and mapped by all of them, and ``data.cache=disk`` is written
+            by one process while the others wait.
     """
 
-    def __init__(self, config: DataModuleConfig, arch: str) -> None:
+    def __init__(
+        self,
+        config: DataModuleConfig,
+        arch: str,
+        seed: int = 0,
+        processes_per_machine: int = 1,
+    ) -> None:
         super().__init__()
         self.config = config
         self.arch = arch
+        self.seed = seed
+        self.processes_per_machine = processes_per_machine
         self._contract: DeploymentContract | None = None
         self._restored_contract: DeploymentContract | None = None
         self.class_to_idx: dict[str, int] = {}
@@ -88,6 +111,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.excluded: dict[str, ExcludedRows] = {}
         self.layouts: dict[str, str] = {}
         self.train_sampler: TrackingWeightedRandomSampler | None = None
+        self._shuffle_sampler: ShuffleSampler | None = None
         self.caches: dict[str, ImageCache] = {}
         self.loaders: dict[str, ImageLoader] = {}
         self.skipped_at_startup: dict[str, int] = {}
@@ -197,6 +221,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         self._check_restored_contract()
         self._is_set_up = True
         self.train_sampler = self._build_sampler()
+        if self.train_sampler is None:
+            self._shuffle_sampler = ShuffleSampler(
+                len(self.datasets["train"]), self.seed
+            )
 
     # -- deployment contract (saved in checkpoints) -------------------------------
     @property
@@ -207,13 +235,30 @@ class ImageFolderDataModule(L.LightningDataModule):
         return self._contract
 
     def state_dict(self) -> dict[str, Any]:
-        """The contract, as plain JSON values (Lightning saves it in checkpoints)."""
+        """The contract, as plain JSON values, and the seed of the training draws
+        (Lightning saves both in checkpoints; it keeps the epoch number itself)."""
         if self._contract is None:
             return {}
-        return {CHECKPOINT_STATE_KEY: self._contract.to_json()}
+        return {
+            CHECKPOINT_STATE_KEY: self._contract.to_json(),
+            SAMPLER_SEED_KEY: self.seed,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """On resume: the checkpoint must have been trained on the same classes."""
+        """On resume: the checkpoint must have been trained on the same classes, and
+        the draws continue from the checkpoint's seed (same order as uninterrupted).
+        """
+        saved_seed = state_dict.get(SAMPLER_SEED_KEY)
+        if isinstance(saved_seed, int) and saved_seed != self.seed:
+            logger.warning(
+                f"resuming a run whose training draws were seeded with {saved_seed} "
+                f"(seed={self.seed} now): keeping {saved_seed}, so the epochs draw "
+                "what the interrupted run would have drawn"
+            )
+            self.seed = saved_seed
+            for sampler in (self.train_sampler, self._shuffle_sampler):
+                if sampler is not None:
+                    sampler.seed = saved_seed
         if CHECKPOINT_STATE_KEY in state_dict:
             self._restored_contract = parse_contract(
                 state_dict[CHECKPOINT_STATE_KEY], "the resumed checkpoint"
@@ -288,6 +333,7 @@ class ImageFolderDataModule(L.LightningDataModule):
                     cache_dir=cache_dir,
                     name=split,
                     settings=settings,
+                    shared_by=self.processes_per_machine,
                 )
             except OSError as error:
                 where = cache_dir if kind == "disk" else "data.cache=ram"
@@ -338,7 +384,38 @@ class ImageFolderDataModule(L.LightningDataModule):
         targets = torch.as_tensor(self.datasets["train"].targets)
         weights = per_class[targets]
         num_samples = sampler_cfg.num_samples or len(targets)
-        return TrackingWeightedRandomSampler(weights, num_samples=num_samples)
+        return TrackingWeightedRandomSampler(
+            weights, num_samples=num_samples, seed=self.seed
+        )
+
+    # -- distribution across processes (DDP) -------------------------------------
+    def _world(self) -> tuple[int, int]:
+        """``(world_size, global_rank)`` of the attached trainer (``(1, 0)`` alone)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    @property
+    def draw_sampler(self) -> EpochSampler:
+        """The sampler that draws the training epochs (weighted or plain shuffle)."""
+        self._require_setup()
+        sampler = self.train_sampler or self._shuffle_sampler
+        assert sampler is not None
+        return sampler
+
+    def _eval_sampler(self, split: str) -> Sampler[int] | None:
+        """File order; under DDP each rank takes a disjoint share, without padding.
+
+        ``DistributedSampler`` would repeat rows to give every rank the same count,
+        and the synchronised metrics would count those rows twice.
+        """
+        world, rank = self._world()
+        if world == 1:
+            return None
+        return UnrepeatedDistributedSampler(
+            self.datasets[split], num_replicas=world, rank=rank, shuffle=False
+        )
 
     # -- loaders -----------------------------------------------------------------
     def _loader(
@@ -357,21 +434,22 @@ class ImageFolderDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader[Any]:
-        """Training batches, drawn by the configured sampler."""
+        """Training batches: this rank's share of the epoch's draws."""
         self._require_setup()
-        sampler = self.train_sampler
-        return self._loader("train", sampler, shuffle=sampler is None)
+        sampler = self.draw_sampler
+        sampler.distribute(*self._world())
+        return self._loader("train", sampler, shuffle=False)
 
     def val_dataloader(self) -> DataLoader[Any]:
         """Validation batches, in file order."""
         self._require_setup()
-        return self._loader("valid", None, shuffle=False)
+        return self._loader("valid", self._eval_sampler("valid"), shuffle=False)
 
     def test_dataloader(self) -> DataLoader[Any]:
         """Test batches, in file order."""
         if not self.has_test:
             raise DataError(f"{self.config.data_root}: no test split")
-        return self._loader("test", None, shuffle=False)
+        return self._loader("test", self._eval_sampler("test"), shuffle=False)
 
     def summary(self) -> dict[str, Any]:
         """Rows, classes and exclusions per split (for logs and ``metrics.json``)."""

@@ -39,6 +39,13 @@ class BaseClassificationModel(L.LightningModule, ABC):
             keeps the learning rate constant.
         label_smoothing: Label smoothing of the training loss.
         class_weighted_loss: Weight the training loss by inverse class frequency.
+        scale_lr_with_batch: Linear scaling rule (Goyal et al., 2017): multiply
+            the optimizer's learning rate(s) by ``effective batch /
+            lr_reference_batch``, where the effective batch is per device x
+            devices x nodes x gradient accumulation (``classifier-train`` sets
+            :attr:`effective_batch_size`). Off by default: ``optimizer.lr`` is
+            then used as given, whatever the number of GPUs.
+        lr_reference_batch: The effective batch ``optimizer.lr`` was tuned for.
     """
 
     def __init__(
@@ -50,10 +57,19 @@ class BaseClassificationModel(L.LightningModule, ABC):
         scheduler: SchedulerFactory | None = None,
         label_smoothing: float = 0.1,
         class_weighted_loss: bool = False,
+        scale_lr_with_batch: bool = False,
+        lr_reference_batch: int = 256,
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if lr_reference_batch < 1:
+            raise ConfigError(
+                f"model.lr_reference_batch must be >= 1, got {lr_reference_batch}"
+            )
+        #: Images per optimizer step over all processes (set by the trainer's
+        #: caller; needed by ``scale_lr_with_batch`` only).
+        self.effective_batch_size: int | None = None
         names = (
             list(class_names)
             if class_names is not None
@@ -189,10 +205,9 @@ class BaseClassificationModel(L.LightningModule, ABC):
         class_acc: MulticlassAccuracy = getattr(self, f"{stage}_class_acc")
         accuracy = class_acc.compute()
         # Classes absent from the split have no accuracy (torchmetrics says 0).
-        tp, fn = class_acc.tp, class_acc.fn
-        assert isinstance(tp, torch.Tensor)
-        assert isinstance(fn, torch.Tensor)
-        support = tp + fn
+        # Support from the confusion matrix, which compute() synchronised across
+        # ranks: every rank logs the same keys (its own tp/fn are its share only).
+        support = confusion.sum(dim=1)
         class_acc.reset()
         per_class = {
             f"{stage}/acc_class/{display_name(name)}": accuracy[i]
@@ -220,6 +235,21 @@ class BaseClassificationModel(L.LightningModule, ABC):
             (no_decay if param.ndim <= 1 else decay).append(param)
         return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
+    def lr_scale(self) -> float:
+        """Factor applied to the optimizer's learning rates (``scale_lr_with_batch``).
+
+        Raises:
+            ConfigError: When scaling is on but the effective batch is unknown.
+        """
+        if not self.hparams.get("scale_lr_with_batch", False):
+            return 1.0
+        if self.effective_batch_size is None:
+            raise ConfigError(
+                "model.scale_lr_with_batch=true needs the effective batch size: "
+                "set model.effective_batch_size before fitting"
+            )
+        return self.effective_batch_size / int(self.hparams["lr_reference_batch"])
+
     def configure_optimizers(self) -> Any:
         """The configured optimizer, and its schedule stepped per optimizer step."""
         if self.optimizer_factory is None:
@@ -228,6 +258,9 @@ class BaseClassificationModel(L.LightningModule, ABC):
                 "optimizer= (a partial of the optimizer config group) to train it"
             )
         optimizer = self.optimizer_factory(self.parameter_groups())
+        scale = self.lr_scale()
+        for group in optimizer.param_groups:  # before the schedule reads the lr
+            group["lr"] = group["lr"] * scale
         if self.scheduler_factory is None:
             return optimizer
         total = self.trainer.estimated_stepping_batches

@@ -38,6 +38,8 @@ class ImageClassifier(BaseClassificationModel):
         scheduler: See :class:`BaseClassificationModel`.
         label_smoothing: Label smoothing of the training loss.
         class_weighted_loss: Weight the training loss by inverse class frequency.
+        scale_lr_with_batch: See :class:`BaseClassificationModel`.
+        lr_reference_batch: See :class:`BaseClassificationModel`.
     """
 
     def __init__(
@@ -52,6 +54,8 @@ class ImageClassifier(BaseClassificationModel):
         scheduler: SchedulerFactory | None = None,
         label_smoothing: float = 0.1,
         class_weighted_loss: bool = False,
+        scale_lr_with_batch: bool = False,
+        lr_reference_batch: int = 256,
     ) -> None:
         self.arch = arch
         self.pretrained = pretrained
@@ -64,6 +68,8 @@ class ImageClassifier(BaseClassificationModel):
             scheduler=scheduler,
             label_smoothing=label_smoothing,
             class_weighted_loss=class_weighted_loss,
+            scale_lr_with_batch=scale_lr_with_batch,
+            lr_reference_batch=lr_reference_batch,
         )
 
     def build_network(self, num_classes: int) -> nn.Module:
