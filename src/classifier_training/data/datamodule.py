@@ -48,6 +48,7 @@ from classifier_training.data.transforms import (
     build_eval_transform,
     build_train_transform,
 )
+from classifier_training.types import ClassificationBatch
 
 #: Key of the training draws' seed in the data module's checkpoint state.
 SAMPLER_SEED_KEY = "sampler_seed"
@@ -299,6 +300,23 @@ class ImageFolderDataModule(L.LightningDataModule):
             return None
         n = min(count, len(dataset))
         return torch.stack([dataset[i]["images"] for i in range(n)])
+
+    def train_batch(self, indices: list[int]) -> ClassificationBatch:
+        """Train rows ``indices`` through the training pipeline (a fresh draw).
+
+        The augmentation preview reads the exact batches training sees here, so a
+        pipeline that augments elsewhere (e.g. on the device) must do it here too.
+
+        Returns:
+            The collated batch (normalised images, class indices).
+        """
+        self._require_setup()
+        dataset = self.datasets["train"]
+        samples = [dataset[i] for i in indices]
+        return {
+            "images": torch.stack([s["images"] for s in samples]),
+            "labels": torch.tensor([s["labels"] for s in samples], dtype=torch.long),
+        }
 
     def _build_caches(
         self,
