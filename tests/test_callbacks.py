@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import classifier_training.models  # noqa: F401  (registers model configs)
 from classifier_training.callbacks import (
+    AugmentationPreviewCallback,
     ConfusionMatrixCallback,
     DatasetStatisticsCallback,
     EMACallback,
@@ -131,6 +132,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
 def test_default_config_enables_every_callback(run: Run) -> None:
     kinds = {type(c) for c in run.callbacks}
     assert {
+        AugmentationPreviewCallback,
         EMACallback,
         ONNXExportCallback,
         ConfusionMatrixCallback,
@@ -152,6 +154,7 @@ def test_each_callback_can_be_switched_off() -> None:
         "model_info",
         "dataset_statistics",
         "sampler_distribution",
+        "augmentation_preview",
     )
     for config in ("callbacks=default",):
         cfg = compose_demo(
@@ -180,6 +183,7 @@ def test_run_folder_matches_the_seed_layout(run: Run) -> None:
         "metrics.csv",
         "eval/confusion_matrix_val.png",
         "eval/confusion_matrix_test.png",
+        "augmentation_preview.png",
     ]
     for epoch in (0, 1):
         expected += [
@@ -199,7 +203,7 @@ def test_no_temporary_files_are_left(run: Run) -> None:
 
 def test_pngs_open_with_sensible_sizes(run: Run) -> None:
     pngs = sorted(run.out.rglob("*.png"))
-    assert len(pngs) == 11
+    assert len(pngs) == 12
     for png in pngs:
         with Image.open(png) as image:
             image.verify()  # a truncated file fails here
@@ -207,6 +211,33 @@ def test_pngs_open_with_sensible_sizes(run: Run) -> None:
             width, height = image.size
         assert 300 <= width <= 12000, png
         assert 200 <= height <= 12000, png
+
+
+def test_augmentation_preview_is_repeatable_and_leaves_the_random_stream(
+    run: Run, tmp_path: Path
+) -> None:
+    """8 fixed training images x 6 draws; drawing again gives the same picture
+    and leaves torch's generator where it was (training draws are unchanged)."""
+    written = (run.out / "augmentation_preview.png").read_bytes()
+    callback = run.get(AugmentationPreviewCallback)
+    rows = callback.preview_rows(run.trainer, run.model)
+    assert len(rows) == 8
+    assert all(len(draws) == 6 for _, draws in rows)
+    assert [label for label, _ in rows] == [
+        run.model.class_names[run.datamodule.class_to_idx[s.label]] or "<empty>"
+        for s in (
+            run.datamodule.split_samples("train")[i]
+            for i in choose_fixed_indices(run.datamodule.datasets["train"].targets, 8)
+        )
+    ]
+    # The draws are random augmentations: not all alike.
+    first = rows[0][1]
+    assert any(not np.array_equal(first[0].image, t.image) for t in first[1:])
+    again = AugmentationPreviewCallback(tmp_path)
+    state = torch.get_rng_state()
+    again.on_fit_start(run.trainer, run.model)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert (tmp_path / "augmentation_preview.png").read_bytes() == written
 
 
 def test_nothing_is_written_during_the_sanity_check(run: Run) -> None:
@@ -407,7 +438,7 @@ def test_labels_mapping_of_the_run(run: Run) -> None:
     mapping = json.loads((run.out / "labels_mapping.json").read_text())
     imagenet_mean, imagenet_std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     assert mapping == {
-        "format_version": 2,
+        "format_version": 3,
         "arch": "resnet18",
         "class_names": ["", "23", "7"],  # sorted as strings
         "image_size": 24,
@@ -416,6 +447,7 @@ def test_labels_mapping_of_the_run(run: Run) -> None:
         "std": imagenet_std,
         "input_name": "input",
         "output_name": "logits",
+        "temperature": 1.0,  # the fit alone does not calibrate (train.py does)
     }
     assert mapping == run.datamodule.contract.to_json()
 

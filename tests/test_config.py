@@ -178,6 +178,9 @@ def test_transforms_group_switches_augmentation(tmp_path: Path) -> None:
     natural = compose_root("train_demo", tmp_path, "transforms=natural")
     assert digits.data.transforms.horizontal_flip_p == 0.0
     assert natural.data.transforms.horizontal_flip_p == 0.5
-    assert natural.data.transforms.hue == digits.data.transforms.hue  # inherited
+    assert natural.data.transforms.hue == 0.0  # TrivialAugment covers colour
+    broadcast = compose_root("train_demo", tmp_path, "transforms=broadcast")
+    assert broadcast.data.transforms.hue == digits.data.transforms.hue  # inherited
+    assert broadcast.data.transforms.degradations.jpeg.p > 0
     tuned = compose_root("train_demo", tmp_path, "data.transforms.hue=0.2")
     assert load_data_config(resolve_data_values(tuned)).transforms.hue == 0.2

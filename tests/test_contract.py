@@ -55,7 +55,7 @@ def test_round_trip_stores_each_field_once(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [path]  # atomic: no temporary left
     stored = json.loads(path.read_text())
     assert stored == {
-        "format_version": 2,
+        "format_version": 3,
         "arch": "timm/resnet10t",
         "class_names": ["", "10", "7"],
         "image_size": 40,
@@ -64,8 +64,22 @@ def test_round_trip_stores_each_field_once(tmp_path: Path) -> None:
         "std": [0.2, 0.2, 0.25],
         "input_name": "input",
         "output_name": "logits",
+        "temperature": 1.0,
     }
     assert read_labels_mapping(path) == contract
+
+
+def test_format_2_files_load_uncalibrated_and_temperature_is_checked() -> None:
+    stored = _contract().to_json()
+    del stored["temperature"]
+    old = parse_contract(stored | {"format_version": 2}, "old.json")
+    assert old.temperature == 1.0
+    assert old.format_version == 3  # read as today's record
+    calibrated = parse_contract(_contract().to_json() | {"temperature": 1.5}, "x")
+    assert calibrated.temperature == 1.5
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(LabelsMappingError, match="temperature"):
+            parse_contract(_contract().to_json() | {"temperature": bad}, "x.json")
 
 
 def test_derived_facts_are_computed_not_stored() -> None:
@@ -83,7 +97,7 @@ def test_derived_facts_are_computed_not_stored() -> None:
         ("{not json", "not a labels mapping (cannot read it as JSON"),
         ("[1, 2]", "a JSON object is expected, found list"),
         ('{"model": "x"}', "not a labels mapping of this project"),
-        ('{"format_version": 3}', "format 3 was written by a newer version"),
+        ('{"format_version": 4}', "format 4 was written by a newer version"),
         ('{"num_classes": 2, "idx_to_class": {"0": "a"}}', "format 1 entry missing"),
     ],
 )

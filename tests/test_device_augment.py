@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
 from classifier_training.config import (
+    ConfigError,
     DataModuleConfig,
     TransformsConfig,
     load_data_config,
@@ -314,3 +315,19 @@ def test_training_loop_augments_train_batches_on_the_device(tmp_path: Path) -> N
         normalised = clean(uint8, augment=False)
         for got, plain in zip(images, normalised, strict=True):
             assert not torch.allclose(got, plain, atol=1e-3)
+
+
+def test_workers_only_steps_are_refused_on_the_device_path(tmp_path: Path) -> None:
+    root = make_jsonl_dataset(tmp_path / "data", ("", "7", "23"), per_class=6, size=24)
+    policy = {"auto_augment": "trivialaugment"}
+    with pytest.raises(ConfigError, match=r"data\.transforms\.auto_augment"):
+        _datamodule(root, augment_on="device", transforms=policy)
+    # `auto` on a GPU falls back to the path that has the step.
+    dm = _datamodule(root, augment_on="auto", accelerator="gpu", transforms=policy)
+    assert dm.augment_on == "workers"
+    assert dm.device_augmentation is None
+    # Random erasing runs on both paths.
+    erasing = _datamodule(
+        root, augment_on="device", transforms={"random_erasing_p": 0.5}
+    )
+    assert erasing.augment_on == "device"

@@ -108,8 +108,11 @@ def test_missing_mapping_exits_2(
     )
 
 
-def onnx_probabilities(model: Path, image: Path, size: int) -> npt.NDArray[np.float32]:
-    """A second implementation: preprocessing by hand, the exported graph in ORT."""
+def onnx_probabilities(
+    model: Path, image: Path, size: int, temperature: float = 1.0
+) -> npt.NDArray[np.float32]:
+    """A second implementation: preprocessing by hand, the exported graph in ORT,
+    the softmax of ``logits / temperature`` as another runtime would do it."""
     with Image.open(image) as raw:
         resized = raw.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     pixels = np.asarray(resized, dtype=np.float32) / 255.0
@@ -118,7 +121,8 @@ def onnx_probabilities(model: Path, image: Path, size: int) -> npt.NDArray[np.fl
     batch = ((pixels - mean) / std).transpose(2, 0, 1)[None]
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {"input": batch.astype(np.float32)})
-    exp = np.exp(logits[0] - logits[0].max())
+    scaled = logits[0] / temperature
+    exp = np.exp(scaled - scaled.max())
     return np.asarray(exp / exp.sum())
 
 
@@ -137,8 +141,12 @@ def test_checkpoint_as_subprocess(
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)
     assert row["path"] == str(image)
-    # The checkpoint (torch) against its exported ONNX graph (onnxruntime).
-    probs = onnx_probabilities(trained_run.onnx, image, IMAGE_SIZE)
+    # The checkpoint (torch) against its exported ONNX graph (onnxruntime), with
+    # the temperature a deployment reads from labels_mapping.json.
+    mapping = json.loads((trained_run.run_dir / "labels_mapping.json").read_text())
+    temperature = mapping["temperature"]
+    assert temperature != 1.0  # fitted after training
+    probs = onnx_probabilities(trained_run.onnx, image, IMAGE_SIZE, temperature)
     names = ["", "23", "7"]  # class_to_idx of the run: sorted label strings
     order = np.argsort(-probs)
     assert row["label"] == names[order[0]]
@@ -184,3 +192,54 @@ def test_onnx_prediction_imports_neither_torch_nor_lightning(
     )  # fmt: skip
     assert result.stdout.splitlines()[-1] == "0 []"
     assert "\tred\t" in result.stdout
+
+
+def _softened_copy(color_model: Path, folder: Path, temperature: float) -> Path:
+    """The colour model with a temperature in its mapping (confidences < 1)."""
+    folder.mkdir(parents=True)
+    shutil.copy(color_model, folder / "model.onnx")
+    mapping = json.loads((color_model.parent / "labels_mapping.json").read_text())
+    mapping["temperature"] = temperature
+    (folder / "labels_mapping.json").write_text(json.dumps(mapping))
+    return folder / "model.onnx"
+
+
+def test_min_confidence_prints_unsure_below_the_threshold(
+    color_model: Path,
+    images: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = _softened_copy(color_model, tmp_path / "soft", temperature=20.0)
+    inputs = [str(p) for p in images.values()]
+    assert main([str(model), *inputs]) == 0
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    confidences = sorted(float(conf) for _, _, conf in lines)
+    assert confidences[-1] < 0.9  # the temperature softened them
+    middle = (confidences[0] + confidences[-1]) / 2
+    assert confidences[0] < middle < confidences[-1]
+    for threshold, unsure_count in ((0.0, 0), (middle, None), (1.0, 3)):
+        argv = [str(model), *inputs, "--min-confidence", str(threshold)]
+        assert main([*argv, "--unsure-label", "??"]) == 0
+        out = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+        unsure = [float(c) for _, label, c in out if label == "??"]
+        sure = [float(c) for _, label, c in out if label != "??"]
+        assert all(c < threshold for c in unsure)
+        assert all(c >= threshold for c in sure)
+        if unsure_count is not None:
+            assert len(unsure) == unsure_count
+        else:
+            assert 0 < len(unsure) < 3
+    assert main([str(model), inputs[0], "--min-confidence", "1", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["label"] == "unsure"
+    assert row["unsure"] is True
+    assert row["predicted"] in {"red", "green", "blue"}
+
+
+def test_min_confidence_out_of_range_is_a_usage_error(
+    color_model: Path, images: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [str(color_model), str(images["red"]), "--min-confidence", "1.5"]
+    assert main(argv) == 2
+    assert "--min-confidence must lie in [0, 1]" in capsys.readouterr().err

@@ -19,6 +19,8 @@ from classifier_training.core.validation import BadImagePolicy
 
 CacheMode = Literal["none", "ram", "disk", "auto"]  # data.cache
 AugmentOn = Literal["auto", "workers", "device"]  # data.augment_on
+# data.transforms.auto_augment: torchvision v2 policies.
+AutoAugment = Literal["none", "randaugment", "trivialaugment", "augmix"]
 
 
 class ConfigError(ClassifierError, ValueError):
@@ -54,6 +56,164 @@ class SamplerConfig(_Frozen):
         return self
 
 
+# Broadcast degradations (built into v2 transforms by data/degradations.py).
+Interpolation = Literal["bilinear", "nearest"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    p: float = Field(default=0.0, ge=0, le=1)
+    """Probability of applying this degradation to an image."""
+
+
+class _RangeSpec(_Spec):
+    @model_validator(mode="after")
+    def _ordered(self) -> _RangeSpec:
+        for name, value in self:
+            if isinstance(value, tuple) and len(value) == 2 and value[0] > value[1]:
+                raise ValueError(f"{name} must be (low, high) with low <= high")
+        return self
+
+
+class ZoomSpec(_RangeSpec):
+    """Zoom in (> 1) or out (< 1) around the centre, size kept: ``v2.RandomAffine``.
+
+    Attributes:
+        p: Probability of applying it.
+        scale: ``(low, high)`` zoom factor.
+    """
+
+    scale: tuple[float, float] = Field(default=(0.75, 1.25))
+
+    @model_validator(mode="after")
+    def _positive(self) -> ZoomSpec:
+        if self.scale[0] <= 0:
+            raise ValueError("zoom.scale must be > 0")
+        return self
+
+
+class DownUpScaleSpec(_RangeSpec):
+    """Down-scale then up-scale: :class:`RandomDownUpScale`.
+
+    Attributes:
+        p: Probability of applying it.
+        scale: ``(low, high)`` size factor in ``(0, 1]``.
+        interpolations: Up-scaling modes drawn uniformly (``nearest`` pixelates).
+    """
+
+    scale: tuple[float, float] = (0.25, 0.6)
+    interpolations: tuple[Interpolation, ...] = Field(
+        default=("bilinear", "nearest"), min_length=1
+    )
+
+    @model_validator(mode="after")
+    def _in_unit(self) -> DownUpScaleSpec:
+        if not (self.scale[0] > 0 and self.scale[1] <= 1):
+            raise ValueError("downscale.scale must lie in (0, 1]")
+        return self
+
+
+class MotionBlurSpec(_RangeSpec):
+    """Motion blur: :class:`RandomMotionBlur`.
+
+    Attributes:
+        p: Probability of applying it.
+        length: ``(low, high)`` line length in pixels.
+        angle: ``(low, high)`` direction in degrees.
+    """
+
+    length: tuple[int, int] = (3, 7)
+    angle: tuple[float, float] = (0.0, 180.0)
+
+    @model_validator(mode="after")
+    def _positive(self) -> MotionBlurSpec:
+        if self.length[0] < 1:
+            raise ValueError("motion_blur.length must be >= 1")
+        return self
+
+
+class GaussianBlurSpec(_RangeSpec):
+    """Gaussian (defocus) blur: ``v2.GaussianBlur``.
+
+    Attributes:
+        p: Probability of applying it.
+        kernel_size: Odd kernel side in pixels.
+        sigma: ``(low, high)`` standard deviation in pixels.
+    """
+
+    kernel_size: int = Field(default=5, ge=1)
+    sigma: tuple[float, float] = (0.3, 1.5)
+
+    @model_validator(mode="after")
+    def _odd(self) -> GaussianBlurSpec:
+        if self.kernel_size % 2 == 0:
+            raise ValueError("gaussian_blur.kernel_size must be odd")
+        if self.sigma[0] <= 0:
+            raise ValueError("gaussian_blur.sigma must be > 0")
+        return self
+
+
+class NoiseSpec(_RangeSpec):
+    """Sensor noise: :class:`RandomGaussianNoise`.
+
+    Attributes:
+        p: Probability of applying it.
+        sigma: ``(low, high)`` standard deviation on the ``[0, 1]`` scale.
+    """
+
+    sigma: tuple[float, float] = (0.01, 0.05)
+
+    @model_validator(mode="after")
+    def _non_negative(self) -> NoiseSpec:
+        if self.sigma[0] < 0:
+            raise ValueError("noise.sigma must be >= 0")
+        return self
+
+
+class JpegSpec(_RangeSpec):
+    """JPEG re-compression: ``v2.JPEG`` (through :class:`ViaUint8`).
+
+    Attributes:
+        p: Probability of applying it.
+        quality: ``(low, high)`` JPEG quality, integers in ``[1, 100]``.
+    """
+
+    quality: tuple[int, int] = (20, 70)
+
+    @model_validator(mode="after")
+    def _in_range(self) -> JpegSpec:
+        if not (self.quality[0] >= 1 and self.quality[1] <= 100):
+            raise ValueError("jpeg.quality must lie in [1, 100]")
+        return self
+
+
+class DegradationsConfig(BaseModel):
+    """Broadcast degradations, each with a probability; all off by default.
+
+    They are applied in the order of the fields, the order a broadcast image
+    goes through: framing (zoom), resolution, motion, focus, sensor noise and
+    finally compression.
+
+    Attributes:
+        zoom: Zoom in/out.
+        downscale: Down-scale then up-scale (pixelate).
+        motion_blur: Motion blur.
+        gaussian_blur: Gaussian blur.
+        noise: Gaussian noise.
+        jpeg: JPEG re-compression.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    zoom: ZoomSpec = ZoomSpec()
+    downscale: DownUpScaleSpec = DownUpScaleSpec()
+    motion_blur: MotionBlurSpec = MotionBlurSpec()
+    gaussian_blur: GaussianBlurSpec = GaussianBlurSpec()
+    noise: NoiseSpec = NoiseSpec()
+    jpeg: JpegSpec = JpegSpec()
+
+
 class TransformsConfig(_Frozen):
     """Train-time augmentation. Defaults suit digits: no flips, small geometry.
 
@@ -70,7 +230,20 @@ class TransformsConfig(_Frozen):
         hue: Colour-jitter strength for hue (at most 0.5).
         grayscale_p: Probability of converting to grayscale.
         horizontal_flip_p: Probability of a horizontal flip (0 for digits).
-        random_erasing_p: Probability of erasing a random rectangle.
+        random_erasing_p: Probability of erasing a random rectangle (after
+            normalisation, filled with 0: the mean colour).
+        crop_scale: Random-resized crop: ``(low, high)`` area fraction of the
+            (already resized) image that is cropped and scaled back to
+            ``image_size``. ``(1, 1)`` with ``crop_ratio`` ``(1, 1)``: no crop.
+        crop_ratio: Random-resized crop: ``(low, high)`` aspect-ratio range.
+        auto_augment: Automatic policy: ``none``, ``randaugment``,
+            ``trivialaugment`` or ``augmix`` (``torchvision.transforms.v2``).
+        auto_augment_magnitude: Its strength; ``null`` is torchvision's default.
+            RandAugment: magnitude 0-30 (default 9); AugMix: severity 1-10
+            (default 3); TrivialAugment draws its own, so it must stay ``null``.
+        degradations: Broadcast degradations (zoom, down-scale, blur, noise,
+            JPEG), each with a probability; applied after the geometric and
+            colour steps, before normalisation.
     """
 
     rotation_degrees: float = Field(default=8.0, ge=0, le=180)
@@ -84,6 +257,11 @@ class TransformsConfig(_Frozen):
     grayscale_p: float = Field(default=0.05, ge=0, le=1)
     horizontal_flip_p: float = Field(default=0.0, ge=0, le=1)
     random_erasing_p: float = Field(default=0.0, ge=0, le=1)
+    crop_scale: tuple[float, float] = (1.0, 1.0)
+    crop_ratio: tuple[float, float] = (1.0, 1.0)
+    auto_augment: AutoAugment = "none"
+    auto_augment_magnitude: int | None = Field(default=None, ge=0, le=30)
+    degradations: DegradationsConfig = DegradationsConfig()
 
     @model_validator(mode="after")
     def _check_scale(self) -> TransformsConfig:
@@ -92,7 +270,65 @@ class TransformsConfig(_Frozen):
             raise ValueError(
                 f"transforms.scale must satisfy 0 < low <= high, got {self.scale}"
             )
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(
+                "transforms.crop_scale must satisfy 0 < low <= high <= 1, "
+                f"got {self.crop_scale}"
+            )
+        low, high = self.crop_ratio
+        if not 0 < low <= high:
+            raise ValueError(
+                "transforms.crop_ratio must satisfy 0 < low <= high, "
+                f"got {self.crop_ratio}"
+            )
         return self
+
+    @model_validator(mode="after")
+    def _check_magnitude(self) -> TransformsConfig:
+        magnitude = self.auto_augment_magnitude
+        if magnitude is None:
+            return self
+        if self.auto_augment in ("none", "trivialaugment"):
+            raise ValueError(
+                "transforms.auto_augment_magnitude is only used by randaugment and "
+                f"augmix (auto_augment={self.auto_augment}); set it to null"
+            )
+        if self.auto_augment == "augmix" and not 1 <= magnitude <= 10:
+            raise ValueError(
+                "transforms.auto_augment_magnitude is AugMix's severity, 1-10, "
+                f"got {magnitude}"
+            )
+        return self
+
+    @property
+    def random_resized_crop(self) -> bool:
+        """Whether the random-resized crop is on."""
+        return self.crop_scale != (1.0, 1.0) or self.crop_ratio != (1.0, 1.0)
+
+    def workers_only_keys(self) -> list[str]:
+        """The keys switched on here that only the DataLoader-workers path has.
+
+        A batched (device-side) augmentation path implements the affine, colour,
+        flip and grayscale steps; it calls this at start-up to refuse a preset
+        it cannot reproduce, instead of silently training on another recipe.
+
+        Returns:
+            ``data.transforms.*`` keys, empty when the basic steps are all.
+        """
+        keys = []
+        if self.auto_augment != "none":
+            keys.append("auto_augment")
+        if self.random_resized_crop:
+            keys.append("crop_scale/crop_ratio")
+        if self.random_erasing_p > 0:
+            keys.append("random_erasing_p")
+        keys += [
+            f"degradations.{name}"
+            for name, spec in self.degradations
+            if isinstance(spec, BaseModel) and getattr(spec, "p", 0.0) > 0
+        ]
+        return [f"data.transforms.{key}" for key in keys]
 
 
 class DataModuleConfig(_Frozen):

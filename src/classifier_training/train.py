@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 import classifier_training.models  # noqa: F401  (registers the model options)
+from classifier_training.calibration import calibrate_run
 from classifier_training.config import (
     ConfigError,
     DataModuleConfig,
@@ -45,7 +46,14 @@ from classifier_training.core.io import atomic_path, atomic_write_json
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.models.base import BaseClassificationModel
 from classifier_training.models.factory import default_normalization
+from classifier_training.report import build_run_report
 from classifier_training.utils.hydra import register_settings
+from classifier_training.utils.loggers import (
+    finish_trackers,
+    log_config,
+    log_deployment,
+    log_final_metrics,
+)
 
 METRICS_FILE = "metrics.json"
 CSV_METRICS_FILE = "metrics.csv"
@@ -333,6 +341,39 @@ def effective_batch(trainer: L.Trainer, per_device: int) -> dict[str, int]:
     }
 
 
+def add_calibration(
+    metrics: dict[str, Any],
+    model: BaseClassificationModel,
+    datamodule: ImageFolderDataModule,
+    best: str | None,
+    output_dir: Path,
+) -> None:
+    """Fit the temperature of ``best`` (:func:`calibrate_run`) into ``metrics``.
+
+    ``metrics["calibration"]`` gets the temperature and ECE/NLL/risk-coverage
+    per split; each split's entry gets its per-class precision/recall/F1/support
+    and most confident mistakes beside the accuracy.
+    """
+    calibration = calibrate_run(
+        model.network, datamodule, Path(best) if best else None, output_dir
+    )
+    for split in ("val", "test"):
+        if split in metrics and split in calibration:
+            for key in ("per_class", "confident_mistakes"):
+                metrics[split][key] = calibration[split].pop(key)
+    metrics["calibration"] = calibration
+
+
+def calibration_numbers(calibration: Mapping[str, Any]) -> dict[str, float]:
+    """The calibration scalars for the trackers (``calibration/...``)."""
+    numbers = {"calibration/temperature": float(calibration["temperature"])}
+    for split in ("val", "test"):
+        for key in ("ece_before", "ece_after"):
+            if split in calibration:
+                numbers[f"calibration/{split}_{key}"] = float(calibration[split][key])
+    return numbers
+
+
 def split_metrics(results: Mapping[str, float], stage: str) -> dict[str, Any]:
     """Nest flat ``stage/...`` metrics: top-k, loss and per-class accuracy by name."""
     summary: dict[str, Any] = {}
@@ -382,6 +423,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
     loggers = build_loggers(cfg)
+    log_config(loggers, OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     callbacks = build_callbacks(cfg, with_loggers=bool(loggers))
     checkpoint = find_checkpoint_callback(callbacks)
     ckpt_path = cfg.get("ckpt_path")
@@ -436,6 +478,8 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
             model, datamodule=datamodule, ckpt_path=best, verbose=False
         )
         metrics["test"] = split_metrics(test_results, "test")
+    if trainer.is_global_zero:  # one rank fits the temperature and writes files
+        add_calibration(metrics, model, datamodule, best, output_dir)
     data_summary = datamodule.summary()
     metrics["excluded_rows"] = data_summary["excluded_rows"]
     metrics["skipped_images"] = data_summary["skipped_images"]
@@ -449,6 +493,10 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     metrics["wall_time_s"] = round(time.perf_counter() - started, 2)
     if trainer.is_global_zero:
         atomic_write_json(output_dir / METRICS_FILE, metrics)
+        build_run_report(output_dir)  # report.html: everything above on one page
+        log_final_metrics(loggers, calibration_numbers(metrics["calibration"]))
+        log_deployment(loggers, output_dir)
+        finish_trackers(loggers)
     return metrics
 
 

@@ -5,6 +5,9 @@ Each is configured in ``conf/callbacks/*.yaml`` and switched off with
 rank 0, and never during Lightning's sanity check.
 """
 
+from classifier_training.callbacks.augmentation_preview import (
+    AugmentationPreviewCallback,
+)
 from classifier_training.callbacks.confusion_matrix import ConfusionMatrixCallback
 from classifier_training.callbacks.ema import EMACallback, WarmupEMA
 from classifier_training.callbacks.model_info import ModelInfoCallback
@@ -15,6 +18,7 @@ from classifier_training.callbacks.statistics import DatasetStatisticsCallback
 from classifier_training.callbacks.visualization import SamplePredictionsCallback
 
 __all__ = [
+    "AugmentationPreviewCallback",
     "ConfusionMatrixCallback",
     "DatasetStatisticsCallback",
     "EMACallback",

@@ -29,15 +29,6 @@ def epoch_dir(output_dir: Path, epoch: int) -> Path:
     return output_dir / f"epoch_{epoch:03d}"
 
 
-def wandb_loggers(trainer: L.Trainer) -> list[Any]:
-    """The active ``WandbLogger`` instances of ``trainer`` (empty when none)."""
-    try:
-        from lightning.pytorch.loggers import WandbLogger
-    except ImportError:  # pragma: no cover - wandb is a dependency
-        return []
-    return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
-
-
 def best_checkpoint_callback(callbacks: list[Any]) -> ModelCheckpoint | None:
     """The first ``ModelCheckpoint`` that monitors a metric: it keeps the best weights.
 

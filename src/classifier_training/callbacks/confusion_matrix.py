@@ -15,10 +15,10 @@ from classifier_training.callbacks._common import (
     epoch_dir,
     is_fitting,
     should_write,
-    wandb_loggers,
 )
 from classifier_training.core.io import atomic_write_json
 from classifier_training.plots import plot_confusion_matrix, save_figure, top_confusions
+from classifier_training.utils.loggers import log_image
 
 PNG_NAME = "confusion_matrix.png"
 JSON_NAME = "confusion_matrix.json"
@@ -32,8 +32,8 @@ class ConfusionMatrixCallback(Callback):
     ``epoch_XXX/confusion_matrix.png`` (counts and row-normalised, real class
     names) and ``epoch_XXX/confusion_matrix.json`` (matrix and top confusions).
     Outside fit (``trainer.validate``/``trainer.test`` on the best checkpoint) the
-    files go to ``eval/confusion_matrix_{val,test}.*``. The PNG is also logged to
-    Weights & Biases when a ``WandbLogger`` is active.
+    files go to ``eval/confusion_matrix_{val,test}.*``. The PNG is also sent to
+    the TensorBoard and W&B loggers when active.
 
     Args:
         output_dir: The run folder.
@@ -118,9 +118,6 @@ class ConfusionMatrixCallback(Callback):
                 "top_confusions": top_confusions(matrix, names),
             },
         )
-        for wandb_logger in wandb_loggers(trainer):
-            wandb_logger.log_image(
-                key=f"{stage}/confusion_matrix",
-                images=[str(png)],
-                step=trainer.global_step,
-            )
+        log_image(
+            trainer.loggers, f"{stage}/confusion_matrix", png, trainer.global_step
+        )

@@ -21,6 +21,7 @@ from classifier_training.callbacks._common import (
     training_data,
 )
 from classifier_training.plots import GridTile, render_grid, save_image
+from classifier_training.utils.loggers import log_image
 
 PNG_NAME = "sample_predictions.png"
 
@@ -72,7 +73,8 @@ class SamplePredictionsCallback(Callback):
     classes, so progress is visible) and the ``num_mistakes`` most confident
     mistakes of that epoch, each with true label, predicted label and confidence.
     Uses the predictions the validation loop returns (no extra forward pass);
-    images are drawn with PIL, which keeps the cost to milliseconds.
+    images are drawn with PIL, which keeps the cost to milliseconds. The grid is
+    also sent to the TensorBoard and W&B loggers when active.
 
     Args:
         output_dir: The run folder.
@@ -195,3 +197,4 @@ class SamplePredictionsCallback(Callback):
         )
         path = epoch_dir(self.output_dir, trainer.current_epoch) / PNG_NAME
         save_image(grid, path)
+        log_image(trainer.loggers, "val/sample_predictions", path, trainer.global_step)

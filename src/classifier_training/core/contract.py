@@ -7,16 +7,22 @@ module's checkpoint state) and is written next to ``model.onnx`` as
 both inference classifiers and the checkpoint loader read it back through
 :func:`read_labels_mapping` / :func:`parse_contract`, the only readers.
 
-``labels_mapping.json`` (format 2) is the contract's fields as JSON, nothing else::
+``labels_mapping.json`` (format 3) is the contract's fields as JSON, nothing else::
 
-    {"format_version": 2, "arch": "resnet18", "class_names": ["", "1", "23"],
+    {"format_version": 3, "arch": "resnet18", "class_names": ["", "1", "23"],
      "image_size": 96, "resize_mode": "squash", "mean": [0.485, 0.456, 0.406],
-     "std": [0.229, 0.224, 0.225], "input_name": "input", "output_name": "logits"}
+     "std": [0.229, 0.224, 0.225], "input_name": "input", "output_name": "logits",
+     "temperature": 1.37}
 
 The pixel pipeline the numbers plug into is fixed by the format version (see
-:mod:`classifier_training.core.preprocessing`). Format-1 files (written before
-the contract existed; no ``format_version`` key) are still read: their
-architecture was not recorded, so ``arch`` is ``None`` for them.
+:mod:`classifier_training.core.preprocessing`); confidences are
+``softmax(logits / temperature)`` (the ONNX graph outputs the raw logits).
+Format 3 added ``temperature``; format-2 files (no temperature) read as 1.0.
+Format-1 files (written before the contract existed; no ``format_version`` key)
+are still read: their architecture was not recorded, so ``arch`` is ``None``.
+Why a new version rather than an optional key: readers of format 2 forbid unknown
+keys, and a deployment that ignored the temperature would report different
+confidences; with a bump, an older reader says "written by a newer version".
 """
 
 from __future__ import annotations
@@ -43,7 +49,9 @@ from classifier_training.core.preprocessing import (
     mean_fill,
 )
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: Format versions this code reads (1: before the contract; 2: no temperature).
+READABLE_VERSIONS = (2, 3)
 LABELS_MAPPING_FILE = "labels_mapping.json"
 CHECKPOINTS_DIR = "checkpoints"
 #: Key of the contract in the data module's checkpoint state (Lightning stores that
@@ -64,7 +72,7 @@ class DeploymentContract(BaseModel):
     """What a deployment needs to turn images into class names with the weights.
 
     Attributes:
-        format_version: Version of this record (2).
+        format_version: Version of this record (3).
         arch: Architecture name (``resnet18``, ``timm/<name>``); ``None`` only for
             mappings read from format-1 files, which did not record it.
         class_names: Class names in output-index order (``""`` is the empty
@@ -75,11 +83,13 @@ class DeploymentContract(BaseModel):
         std: Per-channel normalisation standard deviation (RGB, 0-1 scale).
         input_name: Name of the ONNX input (``N x 3 x H x W`` float32).
         output_name: Name of the ONNX output (``N x num_classes`` logits).
+        temperature: Confidences are ``softmax(logits / temperature)``; fitted on
+            the validation set after training (1.0: not calibrated).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    format_version: Literal[2] = 2
+    format_version: Literal[3] = 3
     arch: Annotated[str, Field(min_length=1)] | None
     class_names: tuple[str, ...] = Field(min_length=2)
     image_size: int = Field(ge=8, le=4096)
@@ -88,6 +98,7 @@ class DeploymentContract(BaseModel):
     std: Triple
     input_name: str = Field(default=INPUT_NAME, min_length=1)
     output_name: str = Field(default=OUTPUT_NAME, min_length=1)
+    temperature: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
     @field_validator("class_names")
     @classmethod
@@ -177,7 +188,7 @@ def _from_format_1(data: Mapping[str, Any], source: str) -> dict[str, Any]:
 
 
 def parse_contract(data: object, source: str) -> DeploymentContract:
-    """Validate a stored contract (format 2, or a format-1 labels mapping).
+    """Validate a stored contract (format 2 or 3, or a format-1 labels mapping).
 
     Args:
         data: The parsed JSON, or the dict stored in a checkpoint.
@@ -198,8 +209,9 @@ def parse_contract(data: object, source: str) -> DeploymentContract:
     version = data.get("format_version")
     if version is None and "idx_to_class" in data:
         fields = _from_format_1(data, source)
-    elif version == FORMAT_VERSION:
-        fields = dict(data)
+    elif version in READABLE_VERSIONS:
+        # Format 2 is format 3 without a temperature (1.0: uncalibrated).
+        fields = {**data, "format_version": FORMAT_VERSION}
     elif isinstance(version, int) and version > FORMAT_VERSION:
         raise LabelsMappingError(
             f"{source}: labels mapping format {version} was written by a newer "
@@ -220,7 +232,7 @@ def parse_contract(data: object, source: str) -> DeploymentContract:
 
 
 def read_labels_mapping(path: Path) -> DeploymentContract:
-    """Read and validate a ``labels_mapping.json`` (format 1 or 2).
+    """Read and validate a ``labels_mapping.json`` (format 1, 2 or 3).
 
     Args:
         path: The file.

@@ -11,7 +11,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from loguru import logger
 from torch.utils.data import DataLoader, Sampler
 
-from classifier_training.config import DataModuleConfig
+from classifier_training.config import ConfigError, DataModuleConfig
 from classifier_training.core.contract import (
     CHECKPOINT_STATE_KEY,
     DeploymentContract,
@@ -54,6 +54,7 @@ from classifier_training.data.transforms import (
     build_train_transform,
     build_uint8_transform,
 )
+from classifier_training.types import ClassificationBatch
 
 #: Key of the training draws' seed in the data module's checkpoint state.
 SAMPLER_SEED_KEY = "sampler_seed"
@@ -120,6 +121,20 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.processes_per_machine = processes_per_machine
         self.accelerator = accelerator
         self.augment_on = resolve_augment_on(config.augment_on, accelerator)
+        # Steps only the per-image path has (random erasing runs on both).
+        workers_only = [
+            key
+            for key in config.transforms.workers_only_keys()
+            if key != "data.transforms.random_erasing_p"
+        ]
+        if self.augment_on == "device" and workers_only:
+            if config.augment_on == "device":
+                raise ConfigError(
+                    f"data.augment_on=device: {', '.join(workers_only)} run only on "
+                    "the workers path; set data.augment_on=workers or switch them off"
+                )
+            logger.info(f"data.augment_on=auto: workers, for {', '.join(workers_only)}")
+            self.augment_on = "workers"
         self.device_augmentation: DeviceAugmentation | None = (
             DeviceAugmentation(config.transforms, config.mean, config.std)
             if self.augment_on == "device"
@@ -326,6 +341,23 @@ class ImageFolderDataModule(L.LightningDataModule):
             return None
         n = min(count, len(dataset))
         return torch.stack([dataset[i]["images"] for i in range(n)])
+
+    def train_batch(self, indices: list[int]) -> ClassificationBatch:
+        """Train rows ``indices`` through the training pipeline (a fresh draw).
+
+        The augmentation preview reads the exact batches training sees here, so a
+        pipeline that augments elsewhere (e.g. on the device) must do it here too.
+
+        Returns:
+            The collated batch (normalised images, class indices).
+        """
+        self._require_setup()
+        dataset = self.datasets["train"]
+        samples = [dataset[i] for i in indices]
+        return {
+            "images": torch.stack([s["images"] for s in samples]),
+            "labels": torch.tensor([s["labels"] for s in samples], dtype=torch.long),
+        }
 
     def _build_caches(
         self,

@@ -21,23 +21,35 @@ Every transform accepts PIL images, uint8 tensors and float tensors in ``[0, 1]`
 (plain or ``tv_tensors.Image``, with any leading batch dimensions), keeps the
 size, dtype and value range, and draws its random parameters from torch's
 generator, so ``torch.manual_seed`` reproduces it. Apply them before
-normalisation.
+normalisation. The settings (:class:`DegradationsConfig` and its specs) live in
+:mod:`classifier_training.config`, below ``data/`` in the layers, and are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import PIL.Image
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch.nn import functional as nnf
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2._utils import is_pure_tensor
+
+from classifier_training.config import (
+    DegradationsConfig,
+    DownUpScaleSpec,
+    GaussianBlurSpec,
+    Interpolation,
+    JpegSpec,
+    MotionBlurSpec,
+    NoiseSpec,
+    ZoomSpec,
+)
 
 __all__ = [
     "DegradationsConfig",
@@ -55,7 +67,6 @@ __all__ = [
     "motion_blur_kernel",
 ]
 
-Interpolation = Literal["bilinear", "nearest"]
 _MODES: dict[str, F.InterpolationMode] = {
     "bilinear": F.InterpolationMode.BILINEAR,
     "nearest": F.InterpolationMode.NEAREST,
@@ -292,163 +303,6 @@ class ViaUint8(_ImageTransform):
             return self.inner(inpt)
         as_uint8 = F.to_dtype(inpt, torch.uint8, scale=True)
         return F.to_dtype(self.inner(as_uint8), inpt.dtype, scale=True)
-
-
-# ------------------------------------------------------------------ configuration
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    p: float = Field(default=0.0, ge=0, le=1)
-    """Probability of applying this degradation to an image."""
-
-
-class _RangeSpec(_Spec):
-    @model_validator(mode="after")
-    def _ordered(self) -> _RangeSpec:
-        for name, value in self:
-            if isinstance(value, tuple) and len(value) == 2 and value[0] > value[1]:
-                raise ValueError(f"{name} must be (low, high) with low <= high")
-        return self
-
-
-class ZoomSpec(_RangeSpec):
-    """Zoom in (> 1) or out (< 1) around the centre, size kept: ``v2.RandomAffine``.
-
-    Attributes:
-        p: Probability of applying it.
-        scale: ``(low, high)`` zoom factor.
-    """
-
-    scale: tuple[float, float] = Field(default=(0.75, 1.25))
-
-    @model_validator(mode="after")
-    def _positive(self) -> ZoomSpec:
-        if self.scale[0] <= 0:
-            raise ValueError("zoom.scale must be > 0")
-        return self
-
-
-class DownUpScaleSpec(_RangeSpec):
-    """Down-scale then up-scale: :class:`RandomDownUpScale`.
-
-    Attributes:
-        p: Probability of applying it.
-        scale: ``(low, high)`` size factor in ``(0, 1]``.
-        interpolations: Up-scaling modes drawn uniformly (``nearest`` pixelates).
-    """
-
-    scale: tuple[float, float] = (0.25, 0.6)
-    interpolations: tuple[Interpolation, ...] = Field(
-        default=("bilinear", "nearest"), min_length=1
-    )
-
-    @model_validator(mode="after")
-    def _in_unit(self) -> DownUpScaleSpec:
-        if not (self.scale[0] > 0 and self.scale[1] <= 1):
-            raise ValueError("downscale.scale must lie in (0, 1]")
-        return self
-
-
-class MotionBlurSpec(_RangeSpec):
-    """Motion blur: :class:`RandomMotionBlur`.
-
-    Attributes:
-        p: Probability of applying it.
-        length: ``(low, high)`` line length in pixels.
-        angle: ``(low, high)`` direction in degrees.
-    """
-
-    length: tuple[int, int] = (3, 7)
-    angle: tuple[float, float] = (0.0, 180.0)
-
-    @model_validator(mode="after")
-    def _positive(self) -> MotionBlurSpec:
-        if self.length[0] < 1:
-            raise ValueError("motion_blur.length must be >= 1")
-        return self
-
-
-class GaussianBlurSpec(_RangeSpec):
-    """Gaussian (defocus) blur: ``v2.GaussianBlur``.
-
-    Attributes:
-        p: Probability of applying it.
-        kernel_size: Odd kernel side in pixels.
-        sigma: ``(low, high)`` standard deviation in pixels.
-    """
-
-    kernel_size: int = Field(default=5, ge=1)
-    sigma: tuple[float, float] = (0.3, 1.5)
-
-    @model_validator(mode="after")
-    def _odd(self) -> GaussianBlurSpec:
-        if self.kernel_size % 2 == 0:
-            raise ValueError("gaussian_blur.kernel_size must be odd")
-        if self.sigma[0] <= 0:
-            raise ValueError("gaussian_blur.sigma must be > 0")
-        return self
-
-
-class NoiseSpec(_RangeSpec):
-    """Sensor noise: :class:`RandomGaussianNoise`.
-
-    Attributes:
-        p: Probability of applying it.
-        sigma: ``(low, high)`` standard deviation on the ``[0, 1]`` scale.
-    """
-
-    sigma: tuple[float, float] = (0.01, 0.05)
-
-    @model_validator(mode="after")
-    def _non_negative(self) -> NoiseSpec:
-        if self.sigma[0] < 0:
-            raise ValueError("noise.sigma must be >= 0")
-        return self
-
-
-class JpegSpec(_RangeSpec):
-    """JPEG re-compression: ``v2.JPEG`` (through :class:`ViaUint8`).
-
-    Attributes:
-        p: Probability of applying it.
-        quality: ``(low, high)`` JPEG quality, integers in ``[1, 100]``.
-    """
-
-    quality: tuple[int, int] = (20, 70)
-
-    @model_validator(mode="after")
-    def _in_range(self) -> JpegSpec:
-        if not (self.quality[0] >= 1 and self.quality[1] <= 100):
-            raise ValueError("jpeg.quality must lie in [1, 100]")
-        return self
-
-
-class DegradationsConfig(BaseModel):
-    """Broadcast degradations, each with a probability; all off by default.
-
-    They are applied in the order of the fields, the order a broadcast image
-    goes through: framing (zoom), resolution, motion, focus, sensor noise and
-    finally compression.
-
-    Attributes:
-        zoom: Zoom in/out.
-        downscale: Down-scale then up-scale (pixelate).
-        motion_blur: Motion blur.
-        gaussian_blur: Gaussian blur.
-        noise: Gaussian noise.
-        jpeg: JPEG re-compression.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    zoom: ZoomSpec = ZoomSpec()
-    downscale: DownUpScaleSpec = DownUpScaleSpec()
-    motion_blur: MotionBlurSpec = MotionBlurSpec()
-    gaussian_blur: GaussianBlurSpec = GaussianBlurSpec()
-    noise: NoiseSpec = NoiseSpec()
-    jpeg: JpegSpec = JpegSpec()
 
 
 def _transforms(

@@ -10,6 +10,7 @@ from typing import Any, overload
 import numpy as np
 import numpy.typing as npt
 
+from classifier_training.core.calibration import softmax
 from classifier_training.core.contract import DeploymentContract
 from classifier_training.core.errors import ClassifierError
 from classifier_training.core.metrics import cap_top_k
@@ -21,18 +22,12 @@ class ModelLoadError(ClassifierError):
     """A model or its labels mapping cannot be used; the message names the file."""
 
 
-def softmax(logits: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """Row-wise softmax, computed in float64 for stability."""
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return np.asarray(exp / exp.sum(axis=1, keepdims=True))
-
-
 class Classifier(ABC):
     """Common interface of :class:`ONNXClassifier` and :class:`CheckpointClassifier`.
 
     Subclasses implement :meth:`predict_logits` on preprocessed batches; everything
     else (decoding, resizing, normalising, batching, softmax, top-k) lives here.
+    Confidences are calibrated: ``softmax(logits / contract.temperature)``.
 
     Args:
         contract: The model's deployment contract.
@@ -75,9 +70,14 @@ class Classifier(ABC):
             ``N x num_classes`` float32 logits.
         """
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature the logits are divided by (1.0: none)."""
+        return self.contract.temperature
+
     def predict_proba(self, batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        """Softmax probabilities (float64) for a preprocessed batch."""
-        return softmax(self.predict_logits(batch))
+        """Calibrated softmax probabilities (float64) for a preprocessed batch."""
+        return softmax(self.predict_logits(batch), self.temperature)
 
     def _results(
         self, probs: npt.NDArray[Any], top_k: int, sources: Sequence[str | None]

@@ -10,7 +10,13 @@ and counted. Writes to ``--out``:
 * ``confusion_matrix.png``: counts and row-normalised (rows: true class,
   columns: predicted), drawn like the training run's;
 * ``mistakes.png``: the most confident mistakes, drawn like the training run's
-  sample grid.
+  sample grid;
+* ``report.html``: all of it on one self-contained page.
+
+Confidences are the model's calibrated ones (its ``temperature``); the summary
+records the expected calibration error with and without it and a risk-coverage
+table: accuracy and share of rows answered when predictions under a confidence
+threshold are refused (``classifier-predict --min-confidence``).
 
 Exit status: 0 on success, 2 on unusable model, data or arguments.
 """
@@ -27,11 +33,22 @@ import numpy as np
 import numpy.typing as npt
 from rich.console import Console
 
+from classifier_training.core.calibration import (
+    COVERAGE_THRESHOLDS,
+    expected_calibration_error,
+    risk_coverage,
+    softmax,
+)
 from classifier_training.core.contract import run_folder
 from classifier_training.core.errors import UsageError, run_command
 from classifier_training.core.image_io import load_image
 from classifier_training.core.io import atomic_write_json
-from classifier_training.core.metrics import TOP_K, cap_top_k
+from classifier_training.core.metrics import (
+    TOP_K,
+    cap_top_k,
+    confusion_counts,
+    per_class_scores,
+)
 from classifier_training.core.preprocessing import resize_to_input
 from classifier_training.core.readers import (
     DataError,
@@ -54,6 +71,7 @@ from classifier_training.plots import (
     save_image,
     top_confusions,
 )
+from classifier_training.report import build_evaluation_report
 
 SUMMARY_FILE = "summary.json"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -95,10 +113,7 @@ class Evaluation:
 
     def confusion(self) -> npt.NDArray[np.int64]:
         """``C x C`` counts; rows are true classes, columns predictions."""
-        k = len(self.class_names)
-        matrix = np.zeros((k, k), dtype=np.int64)
-        np.add.at(matrix, (self.targets, self.predicted), 1)
-        return matrix
+        return confusion_counts(self.targets, self.predicted, len(self.class_names))
 
     def metrics(self) -> dict[str, Any]:
         """Top-1/top-k accuracy, per-class and macro precision/recall/F1.
@@ -109,19 +124,8 @@ class Evaluation:
         classes without rows have support 0 and are left out of the macro
         averages.
         """
-        matrix = self.confusion().astype(np.float64)
-        tp = np.diag(matrix)
-        support = matrix.sum(axis=1)
-        predicted = matrix.sum(axis=0)
-
-        def ratio(num: npt.NDArray[Any], den: npt.NDArray[Any]) -> npt.NDArray[Any]:
-            return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-
-        per_class = {
-            "precision": ratio(tp, predicted),
-            "recall": ratio(tp, support),
-            "f1": ratio(2 * tp, support + predicted),
-        }
+        per_class = per_class_scores(self.confusion())
+        support = per_class.pop("support")
         present = support > 0
         # Stable order: ties go to the lower class index, as in predictions.
         order = np.argsort(-self.probs, axis=1, kind="stable")
@@ -149,6 +153,27 @@ class Evaluation:
                 for i, name in enumerate(self.class_names)
             },
         }
+
+    def calibration(self, temperature: float) -> dict[str, float]:
+        """ECE of the confidences with the model's temperature and without it.
+
+        ``log(probs) * T`` equals the raw logits up to a per-row constant, which
+        the softmax ignores, so the uncalibrated confidences are recovered
+        without running the model twice.
+        """
+        with np.errstate(divide="ignore"):
+            raw = softmax(np.log(self.probs) * temperature)
+        return {
+            "temperature": temperature,
+            "ece": expected_calibration_error(self.probs, self.targets),
+            "ece_uncalibrated": expected_calibration_error(raw, self.targets),
+        }
+
+    def risk_coverage(
+        self, thresholds: tuple[float, ...] = COVERAGE_THRESHOLDS
+    ) -> list[dict[str, float | int]]:
+        """Accuracy and coverage when refusing predictions under each threshold."""
+        return risk_coverage(self.probs, self.targets, thresholds)
 
     def mistake_rows(self, limit: int = 16) -> npt.NDArray[np.int64]:
         """Indices of up to ``limit`` wrong rows, most confident first."""
@@ -274,8 +299,10 @@ def write_report(
     context: dict[str, Any],
     pairs: int = 10,
     gallery: int = 16,
+    temperature: float = 1.0,
 ) -> dict[str, Any]:
-    """Write ``summary.json``, the confusion matrix and the mistakes gallery.
+    """Write ``summary.json``, the confusion matrix, the mistakes gallery and
+    ``report.html``.
 
     Args:
         evaluation: The evaluation.
@@ -283,6 +310,8 @@ def write_report(
         context: Extra keys for the summary (model, data root, split).
         pairs: Most-confused pairs to list.
         gallery: Mistakes to show.
+        temperature: The model's calibration temperature (its probabilities
+            are already divided by it).
 
     Returns:
         The summary written.
@@ -299,6 +328,8 @@ def write_report(
         **evaluation.metrics(),
         "most_confused": top_confusions(matrix, names, pairs),
         "confident_mistakes": evaluation.confident_mistakes(gallery),
+        "calibration": evaluation.calibration(temperature),
+        "risk_coverage": evaluation.risk_coverage(),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     where = f"{context['split']} " if "split" in context else ""
@@ -309,6 +340,7 @@ def write_report(
     save_figure(plot_confusion_matrix(matrix, names, title), out_dir / CONFUSION_FILE)
     plot_mistakes(evaluation, gallery, out_dir / GALLERY_FILE)
     atomic_write_json(out_dir / SUMMARY_FILE, summary)
+    build_evaluation_report(out_dir, summary)
     return summary
 
 
@@ -362,7 +394,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         "data_root": str(args.data_root),
         "split": args.split,
     }
-    summary = write_report(evaluation, out_dir, context, args.pairs, args.gallery)
+    summary = write_report(
+        evaluation,
+        out_dir,
+        context,
+        args.pairs,
+        args.gallery,
+        temperature=classifier.temperature,
+    )
     print_evaluation(summary, evaluation.top_k, Console())
     print(f"report: {out_dir}")
     return 0

@@ -1,8 +1,11 @@
 """``classifier-predict``: classify image files with a model or checkpoint.
 
 Prints one tab-separated line per image (path, label, confidence), or JSON lines
-with ``--json``. Unreadable inputs are reported on stderr, naming the file, and
-the other images are still predicted.
+with ``--json``. Confidences are calibrated (the run's temperature, see
+``labels_mapping.json``); with ``--min-confidence P`` a prediction below ``P``
+prints ``unsure`` (``--unsure-label``) instead of its label (JSON: ``"unsure":
+true`` and the label kept in ``"predicted"``). Unreadable inputs are reported on
+stderr, naming the file, and the other images are still predicted.
 
 Exit status: 0 when every image was predicted, 1 when some input failed (missing
 file, not an image, empty folder), 2 when the model cannot be used (e.g. missing
@@ -49,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--provider", default=None, help="onnxruntime provider: cpu, cuda, ..."
+    )
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="below this calibrated confidence, print the unsure label instead",
+    )
+    parser.add_argument(
+        "--unsure-label",
+        default="unsure",
+        help="what to print below --min-confidence (default: unsure)",
     )
     return parser
 
@@ -117,6 +132,21 @@ def predict_files(
                 yield dataclasses.replace(predictions[item], source=str(path))
 
 
+def format_prediction(item: Prediction, args: argparse.Namespace) -> str:
+    """One output line; below ``--min-confidence`` the label is the unsure label."""
+    unsure = item.confidence < args.min_confidence
+    if args.json:
+        record = item.to_dict()
+        if args.min_confidence > 0:
+            record["unsure"] = unsure
+            if unsure:
+                record["predicted"] = record["label"]
+                record["label"] = args.unsure_label
+        return json.dumps(record, ensure_ascii=False)
+    label = args.unsure_label if unsure else item.display_label
+    return f"{item.source}\t{label}\t{item.confidence:.4f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``classifier-predict``; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -126,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
 def _predict(args: argparse.Namespace) -> int:
     if args.top_k < 1 or args.batch_size < 1:
         raise UsageError("--top-k and --batch-size must be >= 1")
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise UsageError(
+            f"--min-confidence must lie in [0, 1], got {args.min_confidence}"
+        )
     classifier = load_classifier(args.model, args.labels_mapping, args.provider)
     files, errors = expand_inputs(args.inputs)
     for message in errors:
@@ -135,10 +169,8 @@ def _predict(args: argparse.Namespace) -> int:
         if isinstance(item, str):
             print(f"error: {item}", file=sys.stderr)
             failed += 1
-        elif args.json:
-            print(json.dumps(item.to_dict(), ensure_ascii=False))
         else:
-            print(f"{item.source}\t{item.display_label}\t{item.confidence:.4f}")
+            print(format_prediction(item, args))
     sys.stdout.flush()
     return 1 if failed else 0
 

@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from classifier_training.config import ConfigError
 from classifier_training.core.readers import display_name
+from classifier_training.models.mixing import BatchMixer, dominant_labels
 from classifier_training.models.optim import OptimizerFactory, SchedulerFactory
 from classifier_training.types import ClassificationBatch
 
@@ -39,6 +40,12 @@ class BaseClassificationModel(L.LightningModule, ABC):
             keeps the learning rate constant.
         label_smoothing: Label smoothing of the training loss.
         class_weighted_loss: Weight the training loss by inverse class frequency.
+        mixup_alpha: MixUp's Beta parameter for training batches; 0 = off.
+        cutmix_alpha: CutMix's Beta parameter; 0 = off. With both on, each mixed
+            batch uses one of them (equal odds), as timm does.
+        mixup_prob: Probability that a training batch is mixed.
+        mixup_off_last_epochs: Train the last N epochs without mixing (on clean
+            images, closer to what validation sees).
         scale_lr_with_batch: Linear scaling rule (Goyal et al., 2017): multiply
             the optimizer's learning rate(s) by ``effective batch /
             lr_reference_batch``, where the effective batch is per device x
@@ -63,6 +70,10 @@ class BaseClassificationModel(L.LightningModule, ABC):
         scheduler: SchedulerFactory | None = None,
         label_smoothing: float = 0.1,
         class_weighted_loss: bool = False,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mixup_prob: float = 1.0,
+        mixup_off_last_epochs: int = 0,
         scale_lr_with_batch: bool = False,
         lr_reference_batch: int = 256,
         channels_last: bool | None = None,
@@ -100,6 +111,14 @@ class BaseClassificationModel(L.LightningModule, ABC):
         self.network = self.build_network(num_classes)
         self.use_channels_last = False  # decided in on_fit_start
         self._check_compiled_call = False
+        try:
+            self.mixer = BatchMixer(num_classes, mixup_alpha, cutmix_alpha, mixup_prob)
+        except ValueError as error:
+            raise ConfigError(f"model: {error}") from None
+        if mixup_off_last_epochs < 0:
+            raise ConfigError(
+                f"model.mixup_off_last_epochs must be >= 0, got {mixup_off_last_epochs}"
+            )
 
         top_k = min(5, num_classes)  # still logged as acc_top5 with fewer classes
         self.train_loss = MeanMetric()
@@ -177,19 +196,54 @@ class BaseClassificationModel(L.LightningModule, ABC):
             self._check_compiled_call = True
 
     # -- training ----------------------------------------------------------------
+    def mixing_active(self, epoch: int, max_epochs: int | None) -> bool:
+        """Whether MixUp/CutMix applies in ``epoch`` (0-based) of ``max_epochs``."""
+        if not self.mixer.enabled:
+            return False
+        if max_epochs is None or max_epochs < 0:
+            return True
+        return epoch < max_epochs - int(self.hparams["mixup_off_last_epochs"])
+
+    def mix_batch(
+        self, images: torch.Tensor, labels: torch.Tensor, epoch: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The training batch as the network sees it in ``epoch``.
+
+        Args:
+            images: Normalised ``N x 3 x H x W`` images.
+            labels: ``N`` class indices.
+            epoch: The (0-based) training epoch.
+
+        Returns:
+            The images (mixed when MixUp/CutMix is on in this epoch) and the soft
+            ``N x C`` targets, or ``None`` for the hard ``labels``.
+        """
+        max_epochs = self._trainer.max_epochs if self._trainer is not None else None
+        if not self.mixing_active(epoch, max_epochs):
+            return images, None
+        return self.mixer(images, labels)
+
     def training_step(self, batch: ClassificationBatch, batch_idx: int) -> torch.Tensor:
-        """Smoothed (optionally class-weighted) cross-entropy on one batch."""
-        logits = self(batch["images"])
+        """Smoothed (optionally class-weighted) cross-entropy on one batch.
+
+        With MixUp/CutMix on, the loss is taken against the soft targets and the
+        training accuracy against the dominant (largest-share) label of each.
+        """
+        labels = batch["labels"]
+        images, soft = self.mix_batch(batch["images"], labels, self.current_epoch)
+        targets = labels if soft is None else soft
+        hard = labels if soft is None else dominant_labels(soft)
+        logits = self(images)
         weight = self.loss_weights if self.hparams["class_weighted_loss"] else None
         loss = F.cross_entropy(
             logits,
-            batch["labels"],
+            targets,
             weight=weight,
             label_smoothing=self.hparams["label_smoothing"],
         )
-        self.train_loss(loss.detach(), weight=batch["labels"].numel())
-        self.train_acc(logits.detach(), batch["labels"])
-        self.train_acc_top5(logits.detach(), batch["labels"])
+        self.train_loss(loss.detach(), weight=labels.numel())
+        self.train_acc(logits.detach(), hard)
+        self.train_acc_top5(logits.detach(), hard)
         self.log(
             "train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True
         )

@@ -38,6 +38,10 @@ class ImageClassifier(BaseClassificationModel):
         scheduler: See :class:`BaseClassificationModel`.
         label_smoothing: Label smoothing of the training loss.
         class_weighted_loss: Weight the training loss by inverse class frequency.
+        mixup_alpha: See :class:`BaseClassificationModel`.
+        cutmix_alpha: See :class:`BaseClassificationModel`.
+        mixup_prob: See :class:`BaseClassificationModel`.
+        mixup_off_last_epochs: See :class:`BaseClassificationModel`.
         scale_lr_with_batch: See :class:`BaseClassificationModel`.
         lr_reference_batch: See :class:`BaseClassificationModel`.
         channels_last: See :class:`BaseClassificationModel` (``null``: on CUDA).
@@ -56,6 +60,10 @@ class ImageClassifier(BaseClassificationModel):
         scheduler: SchedulerFactory | None = None,
         label_smoothing: float = 0.1,
         class_weighted_loss: bool = False,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mixup_prob: float = 1.0,
+        mixup_off_last_epochs: int = 0,
         scale_lr_with_batch: bool = False,
         lr_reference_batch: int = 256,
         channels_last: bool | None = None,
@@ -72,6 +80,10 @@ class ImageClassifier(BaseClassificationModel):
             scheduler=scheduler,
             label_smoothing=label_smoothing,
             class_weighted_loss=class_weighted_loss,
+            mixup_alpha=mixup_alpha,
+            cutmix_alpha=cutmix_alpha,
+            mixup_prob=mixup_prob,
+            mixup_off_last_epochs=mixup_off_last_epochs,
             scale_lr_with_batch=scale_lr_with_batch,
             lr_reference_batch=lr_reference_batch,
             channels_last=channels_last,

@@ -1,6 +1,11 @@
 """Figures and Rich tables, torch-free: used by the training callbacks and by
 ``classifier-evaluate`` alike, so both draw the same pictures."""
 
+from classifier_training.plots.augmentation import (
+    AugmentedTile,
+    render_augmentation_grid,
+    target_caption,
+)
 from classifier_training.plots.confusion import plot_confusion_matrix, top_confusions
 from classifier_training.plots.dataset import plot_class_counts, print_statistics
 from classifier_training.plots.figures import DPI, save_figure, save_image
@@ -11,6 +16,7 @@ from classifier_training.plots.tables import print_evaluation, print_model_table
 __all__ = [
     "BACKGROUND",
     "DPI",
+    "AugmentedTile",
     "GridTile",
     "plot_class_counts",
     "plot_confusion_matrix",
@@ -19,8 +25,10 @@ __all__ = [
     "print_evaluation",
     "print_model_table",
     "print_statistics",
+    "render_augmentation_grid",
     "render_grid",
     "save_figure",
     "save_image",
+    "target_caption",
     "top_confusions",
 ]

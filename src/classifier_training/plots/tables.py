@@ -57,6 +57,26 @@ def print_evaluation(summary: Mapping[str, Any], top_k: int, console: Console) -
                 f"{100 * pair['share_of_true']:.1f}%",
             )
         console.print(pairs)
+    coverage = summary.get("risk_coverage") or []
+    if coverage:
+        risk = Table(title="risk-coverage (refuse below a calibrated confidence)")
+        for column in ("min confidence", "coverage", "answered", "accuracy"):
+            risk.add_column(column, justify="right")
+        for row in coverage:
+            risk.add_row(
+                f"{row['threshold']:.2f}",
+                f"{100 * row['coverage']:.1f}%",
+                str(row["kept"]),
+                f"{100 * row['accuracy']:.2f}%" if row["kept"] else "-",
+            )
+        console.print(risk)
+    calibration = summary.get("calibration") or {}
+    if "temperature" in calibration:
+        console.print(
+            f"temperature {calibration['temperature']:.3f}  ECE "
+            f"{calibration['ece_uncalibrated']:.4f} (T=1) -> "
+            f"{calibration['ece']:.4f} (calibrated)"
+        )
     console.print(
         f"top-1 {100 * summary['top1']:.2f}%  top-{top_k} "
         f"{100 * summary['top5']:.2f}%  excluded rows "

@@ -1,17 +1,32 @@
-"""Loggers used from ``conf/logging``."""
+"""Loggers used from ``conf/logging``, and what the run sends to the trackers.
+
+The trackers (TensorBoard, Weights & Biases) receive the epoch metrics through
+Lightning; this module adds what Lightning does not send: the composed config
+(:func:`log_config`), images such as the per-epoch confusion matrix and sample
+grid (:func:`log_image`), the final calibration numbers and, for W&B, the
+deployment (``model.onnx`` + ``labels_mapping.json``) as a model artifact
+(:func:`log_deployment`).
+"""
 
 from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import yaml
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from loguru import logger
+from PIL import Image
+
+#: Files of the W&B model artifact (those present are added).
+ARTIFACT_FILES = ("model.onnx", "labels_mapping.json", "report.html")
 
 
 def wandb_has_credentials() -> bool:
@@ -82,3 +97,95 @@ class CSVLogger(LightningCSVLogger):
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         assert isinstance(self._experiment, _AppendingWriter)
         return self._experiment
+
+
+def trackers(loggers: Iterable[Logger]) -> list[Logger]:
+    """The TensorBoard and W&B loggers among ``loggers``."""
+    return [lg for lg in loggers if isinstance(lg, TensorBoardLogger | WandbLogger)]
+
+
+def log_config(loggers: Iterable[Logger], config: Mapping[str, Any]) -> None:
+    """Send the composed config to the trackers.
+
+    W&B stores it as the run config; TensorBoard as hyper-parameters (flattened)
+    and as a YAML text entry, which stays readable however deep the config is.
+
+    Args:
+        loggers: The run's loggers (CSV ones are skipped: ``.hydra/`` has it).
+        config: The composed config, resolved, as plain containers.
+    """
+    for tracker in trackers(loggers):
+        tracker.log_hyperparams(dict(config))
+        if isinstance(tracker, TensorBoardLogger):
+            text = yaml.safe_dump(dict(config), sort_keys=False)
+            # Markdown code block: TensorBoard's text plugin renders Markdown.
+            tracker.experiment.add_text("config", f"```yaml\n{text}```")
+
+
+def log_image(loggers: Iterable[Logger], key: str, path: Path, step: int) -> None:
+    """Send a PNG the run wrote (confusion matrix, sample grid) to the trackers.
+
+    Args:
+        loggers: The run's loggers.
+        key: Name of the image series (``val/confusion_matrix``).
+        path: The PNG.
+        step: The global step it belongs to.
+    """
+    found = trackers(loggers)
+    if not found:
+        return
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    for tracker in found:
+        if isinstance(tracker, WandbLogger):
+            tracker.log_image(key=key, images=[str(path)], step=step)
+        elif isinstance(tracker, TensorBoardLogger):
+            tracker.experiment.add_image(key, pixels, step, dataformats="HWC")
+
+
+def log_final_metrics(loggers: Iterable[Logger], metrics: Mapping[str, float]) -> None:
+    """Send numbers computed after fit (calibration) to the trackers."""
+    for tracker in trackers(loggers):
+        tracker.log_metrics(dict(metrics))
+
+
+def log_deployment(loggers: Iterable[Logger], output_dir: Path) -> None:
+    """Upload ``model.onnx`` + ``labels_mapping.json`` as a W&B model artifact.
+
+    The artifact is named ``model-<run id>`` (type ``model``); offline runs keep
+    it with the run until ``wandb sync``.
+
+    Args:
+        loggers: The run's loggers (only W&B ones act).
+        output_dir: The run folder.
+    """
+    files = [output_dir / name for name in ARTIFACT_FILES]
+    files = [path for path in files if path.is_file()]
+    for tracker in loggers:
+        if not isinstance(tracker, WandbLogger) or not files:
+            continue
+        import wandb
+
+        run = tracker.experiment
+        artifact = wandb.Artifact(
+            name=f"model-{run.id}",
+            type="model",
+            description="ONNX model (raw logits) and its deployment contract",
+        )
+        for path in files:
+            artifact.add_file(str(path), name=path.name)
+        run.log_artifact(artifact, aliases=["latest"])
+
+
+def finish_trackers(loggers: Iterable[Logger]) -> None:
+    """Flush and close the trackers once the run's last numbers are logged.
+
+    Lightning finalizes its loggers after ``trainer.test``; what the run logs
+    after that (calibration, the W&B artifact) would otherwise wait on exit
+    hooks. Finishing the W&B run also lets a Hydra multirun start the next one.
+    """
+    for tracker in trackers(loggers):
+        if isinstance(tracker, WandbLogger):
+            tracker.experiment.finish()
+        else:
+            tracker.finalize("success")
