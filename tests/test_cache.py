@@ -224,7 +224,9 @@ def test_datamodule_cache_matches_uncached_before_augmentation(
 
 
 def test_augmentation_stays_random_with_cache(jsonl_root: Path) -> None:
-    config = DataModuleConfig(data_root=jsonl_root, image_size=16, cache="ram")
+    config = DataModuleConfig(
+        data_root=jsonl_root, image_size=16, cache="ram", augment_on="workers"
+    )
     dm = ImageFolderDataModule(config, arch="resnet18")
     dm.setup()
     train = dm.datasets["train"]

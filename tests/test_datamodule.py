@@ -23,8 +23,9 @@ from tests.helpers import make_jsonl_dataset, write_jsonl_split
 
 
 def make_dm(root: Path, **overrides: Any) -> ImageFolderDataModule:
+    # The per-image (workers) path; tests/test_device_augment.py covers `device`.
     values: dict[str, Any] = {"data_root": root, "image_size": 16, "batch_size": 4}
-    values.update(num_workers=0, **overrides)
+    values.update(num_workers=0, augment_on="workers", **overrides)
     dm = ImageFolderDataModule(load_data_config(values), arch="resnet18")
     dm.setup("fit")
     return dm

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from loguru import logger
 
+from classifier_training.config import ConfigError, load_data_config
+from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.data.loader_settings import (
     effective_num_workers,
     mps_is_available,
@@ -73,3 +77,42 @@ def test_default_availability_follows_this_machine() -> None:
     assert mps_is_available() is present
     assert runs_on_mps("auto") is present
     assert effective_num_workers(2, "auto") == (0 if present else 2)
+
+
+def _datamodule(root: Path, accelerator: str, **values: Any) -> ImageFolderDataModule:
+    settings: dict[str, Any] = {"data_root": root, "image_size": 16, "batch_size": 4}
+    settings.update(values)
+    dm = ImageFolderDataModule(
+        load_data_config(settings), arch="resnet18", accelerator=accelerator
+    )
+    dm.setup("fit")
+    return dm
+
+
+def test_the_data_module_applies_the_mps_rule_and_loader_settings(
+    jsonl_root: Path,
+) -> None:
+    on_mps = _datamodule(jsonl_root, "mps", num_workers=2)
+    for loader in (on_mps.train_dataloader(), on_mps.val_dataloader()):
+        assert loader.num_workers == 0
+        assert not loader.persistent_workers
+    on_cpu = _datamodule(
+        jsonl_root, "cpu", num_workers=2, prefetch_factor=3, persistent_workers=False
+    )
+    loader = on_cpu.train_dataloader()
+    assert loader.num_workers == 2
+    assert loader.prefetch_factor == 3
+    assert not loader.persistent_workers
+    assert not loader.pin_memory  # pinned pages only help a copy to a GPU
+    batch = next(iter(loader))
+    assert batch["images"].shape == (4, 3, 16, 16)
+    kept = _datamodule(jsonl_root, "cpu", num_workers=1).train_dataloader()
+    assert kept.persistent_workers
+    assert kept.prefetch_factor == 2  # PyTorch's default when unset
+
+
+def test_loader_settings_are_validated(jsonl_root: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data\.prefetch_factor"):
+        load_data_config({"data_root": jsonl_root, "prefetch_factor": 0})
+    with pytest.raises(ConfigError, match=r"data\.augment_on"):
+        load_data_config({"data_root": jsonl_root, "augment_on": "gpu"})

@@ -18,6 +18,7 @@ from classifier_training.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from classifier_training.core.validation import BadImagePolicy
 
 CacheMode = Literal["none", "ram", "disk", "auto"]  # data.cache
+AugmentOn = Literal["auto", "workers", "device"]  # data.augment_on
 # data.transforms.auto_augment: torchvision v2 policies.
 AutoAugment = Literal["none", "randaugment", "trivialaugment", "augmix"]
 
@@ -341,8 +342,16 @@ class DataModuleConfig(_Frozen):
         resize_mode: ``squash`` resizes the whole crop to a square (nothing cut
             off); ``letterbox`` keeps the aspect ratio and pads with the mean colour.
         batch_size: Images per batch.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes (0 on Apple silicon, MPS).
         pin_memory: Pin host memory (only used when a GPU is the accelerator).
+        persistent_workers: Keep the worker processes between epochs.
+        prefetch_factor: Batches each worker loads ahead (``null``: PyTorch's 2).
+        augment_on: Where train-time augmentation runs. ``workers``: per image,
+            on PIL images, in the DataLoader workers. ``device``: the loader only
+            serves the resized ``uint8`` images and the same augmentation runs on
+            whole batches on the training device (per-sample random parameters).
+            ``auto``: ``device`` on a GPU, ``workers`` on a CPU (where the
+            batched path is not yet shown faster end to end).
         mean: Normalisation mean (RGB, 0-1 scale). ``data.mean: null`` in the
             config (its default) means the model's own (``train.py`` fills it in
             from ``model.arch``); ImageNet's when built in Python.
@@ -364,6 +373,9 @@ class DataModuleConfig(_Frozen):
     batch_size: int = Field(default=64, gt=0)
     num_workers: int = Field(default=2, ge=0)
     pin_memory: bool = True
+    persistent_workers: bool = True
+    prefetch_factor: int | None = Field(default=None, ge=1)
+    augment_on: AugmentOn = "auto"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     sampler: SamplerConfig = SamplerConfig()

@@ -114,6 +114,7 @@ def build_datamodule(
         arch=str(cfg.model.arch),
         seed=int(cfg.get("seed") or 0),
         processes_per_machine=processes_per_machine,
+        accelerator=str(cfg.trainer.get("accelerator", "auto")),
     )
     datamodule.setup("fit")
     return datamodule

@@ -11,7 +11,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from loguru import logger
 from torch.utils.data import DataLoader, Sampler
 
-from classifier_training.config import DataModuleConfig
+from classifier_training.config import ConfigError, DataModuleConfig
 from classifier_training.core.contract import (
     CHECKPOINT_STATE_KEY,
     DeploymentContract,
@@ -38,6 +38,11 @@ from classifier_training.data.dataset import (
     ImageLoader,
     JerseyNumberDataset,
 )
+from classifier_training.data.device_transforms import (
+    DeviceAugmentation,
+    resolve_augment_on,
+)
+from classifier_training.data.loader_settings import effective_num_workers
 from classifier_training.data.sampler import (
     EpochSampler,
     ShuffleSampler,
@@ -47,6 +52,7 @@ from classifier_training.data.transforms import (
     ResizeToInput,
     build_eval_transform,
     build_train_transform,
+    build_uint8_transform,
 )
 from classifier_training.types import ClassificationBatch
 
@@ -80,6 +86,10 @@ class ImageFolderDataModule(L.LightningDataModule):
     checkpoint through :meth:`state_dict`; it also serves the artifact callbacks
     through :class:`~classifier_training.types.TrainingData`.
 
+    With ``data.augment_on=device`` the train loader yields ``uint8`` images and
+    :meth:`on_after_batch_transfer` augments and normalises them on the training
+    device (:class:`~classifier_training.data.device_transforms.DeviceAugmentation`).
+
     Args:
         config: The validated data config.
         arch: Name of the architecture trained on this data (``model.arch``);
@@ -91,6 +101,9 @@ class ImageFolderDataModule(L.LightningDataModule):
             (DDP ranks per node). Above 1, ``data.cache=ram`` is built once per
             machine and mapped by all of them, and ``data.cache=disk`` is written
             by one process while the others wait.
+        accelerator: The Trainer's accelerator setting (``trainer.accelerator``):
+            decides ``augment_on=auto``, pinned memory and the worker count (0 on
+            Apple silicon).
     """
 
     def __init__(
@@ -99,12 +112,34 @@ class ImageFolderDataModule(L.LightningDataModule):
         arch: str,
         seed: int = 0,
         processes_per_machine: int = 1,
+        accelerator: str = "auto",
     ) -> None:
         super().__init__()
         self.config = config
         self.arch = arch
         self.seed = seed
         self.processes_per_machine = processes_per_machine
+        self.accelerator = accelerator
+        self.augment_on = resolve_augment_on(config.augment_on, accelerator)
+        # Steps only the per-image path has (random erasing runs on both).
+        workers_only = [
+            key
+            for key in config.transforms.workers_only_keys()
+            if key != "data.transforms.random_erasing_p"
+        ]
+        if self.augment_on == "device" and workers_only:
+            if config.augment_on == "device":
+                raise ConfigError(
+                    f"data.augment_on=device: {', '.join(workers_only)} run only on "
+                    "the workers path; set data.augment_on=workers or switch them off"
+                )
+            logger.info(f"data.augment_on=auto: workers, for {', '.join(workers_only)}")
+            self.augment_on = "workers"
+        self.device_augmentation: DeviceAugmentation | None = (
+            DeviceAugmentation(config.transforms, config.mean, config.std)
+            if self.augment_on == "device"
+            else None
+        )
         self._contract: DeploymentContract | None = None
         self._restored_contract: DeploymentContract | None = None
         self.class_to_idx: dict[str, int] = {}
@@ -194,7 +229,13 @@ class ImageFolderDataModule(L.LightningDataModule):
                 )
                 if self.excluded[split].count:
                     logger.warning(self.excluded[split].summary(split))
-        train_tf, eval_tf = build_train_transform(config), build_eval_transform(config)
+        train_tf = (
+            build_uint8_transform()
+            if self.augment_on == "device"
+            else build_train_transform(config)
+        )
+        eval_tf = build_eval_transform(config)
+        logger.info(f"data.augment_on={config.augment_on}: on {self.augment_on}")
         for split, samples in rows.items():
             self.datasets[split] = JerseyNumberDataset(
                 samples,
@@ -439,17 +480,43 @@ class ImageFolderDataModule(L.LightningDataModule):
     def _loader(
         self, split: str, sampler: Sampler[int] | None, shuffle: bool
     ) -> DataLoader[Any]:
-        workers = self.config.num_workers
+        config = self.config
+        workers = effective_num_workers(config.num_workers, self.accelerator)
+        worker_settings: dict[str, Any] = {}
+        if workers > 0:  # DataLoader refuses these without workers
+            worker_settings["persistent_workers"] = config.persistent_workers
+            if config.prefetch_factor is not None:
+                worker_settings["prefetch_factor"] = config.prefetch_factor
+        # Pinned pages only help a copy to a CUDA device.
+        on_cpu = self.accelerator.strip().lower() == "cpu"
         return DataLoader(
             self.datasets[split],
-            batch_size=self.config.batch_size,
+            batch_size=config.batch_size,
             shuffle=shuffle,
             sampler=sampler,
             num_workers=workers,
-            persistent_workers=workers > 0,
-            pin_memory=self.config.pin_memory and torch.cuda.is_available(),
+            pin_memory=config.pin_memory and not on_cpu and torch.cuda.is_available(),
             drop_last=False,
+            **worker_settings,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``augment_on=device``: augment (train only) and normalise on the device.
+
+        Only ``uint8`` batches are touched (the train loader's on that path);
+        evaluation batches arrive normalised from the workers, exactly as the
+        deployment preprocessing makes them.
+        """
+        images = batch["images"] if isinstance(batch, dict) else None
+        if (
+            self.device_augmentation is None
+            or images is None
+            or images.dtype != torch.uint8
+        ):
+            return batch
+        module = self.device_augmentation.to(images.device)
+        training = self.trainer is not None and self.trainer.training
+        return {**batch, "images": module(images, augment=training)}
 
     def train_dataloader(self) -> DataLoader[Any]:
         """Training batches: this rank's share of the epoch's draws."""

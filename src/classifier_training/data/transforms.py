@@ -57,6 +57,21 @@ def _to_normalized_tensor(config: DataModuleConfig) -> list[Any]:
     ]
 
 
+def has_affine(aug: TransformsConfig) -> bool:
+    """Whether the preset has any random geometry (both augmentation paths)."""
+    return bool(
+        aug.rotation_degrees
+        or aug.translate
+        or aug.scale != (1.0, 1.0)
+        or aug.shear_degrees
+    )
+
+
+def has_colour_jitter(aug: TransformsConfig) -> bool:
+    """Whether the preset jitters colours (both augmentation paths)."""
+    return bool(aug.brightness or aug.contrast or aug.saturation or aug.hue)
+
+
 def _auto_augment(aug: TransformsConfig, fill: tuple[int, int, int]) -> Any:
     """The ``auto_augment`` policy as a v2 transform (``None`` when off)."""
     magnitude = aug.auto_augment_magnitude
@@ -105,12 +120,7 @@ def build_augmentation(
                 size, scale=aug.crop_scale, ratio=aug.crop_ratio, antialias=True
             )
         )
-    if (
-        aug.rotation_degrees
-        or aug.translate
-        or aug.scale != (1.0, 1.0)
-        or aug.shear_degrees
-    ):
+    if has_affine(aug):
         ops.append(
             v2.RandomAffine(
                 degrees=aug.rotation_degrees,
@@ -124,7 +134,7 @@ def build_augmentation(
     policy = _auto_augment(aug, fill)
     if policy is not None:
         ops.append(policy)
-    if aug.brightness or aug.contrast or aug.saturation or aug.hue:
+    if has_colour_jitter(aug):
         ops.append(
             v2.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue)
         )
@@ -144,6 +154,12 @@ def build_train_transform(config: DataModuleConfig) -> v2.Compose:
     if config.transforms.random_erasing_p > 0:
         ops.append(v2.RandomErasing(p=config.transforms.random_erasing_p))
     return v2.Compose(ops)
+
+
+def build_uint8_transform() -> v2.Compose:
+    """Resized PIL image to ``uint8`` tensor (``data.augment_on=device``, train):
+    augmentation and normalisation then run on the batch, on the device."""
+    return v2.Compose([v2.PILToTensor()])
 
 
 def build_eval_transform(config: DataModuleConfig) -> v2.Compose:

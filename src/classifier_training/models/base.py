@@ -53,6 +53,12 @@ class BaseClassificationModel(L.LightningModule, ABC):
             :attr:`effective_batch_size`). Off by default: ``optimizer.lr`` is
             then used as given, whatever the number of GPUs.
         lr_reference_batch: The effective batch ``optimizer.lr`` was tuned for.
+        channels_last: Train in the channels-last memory format (faster
+            convolutions on GPUs with tensor cores). ``None``: on when the model
+            runs on a CUDA GPU. Decided when fitting starts.
+        compile: Compile the network with ``torch.compile`` when fitting starts
+            (the first batch then takes a while); checkpoints, EMA and the ONNX
+            export see the plain network.
     """
 
     def __init__(
@@ -70,6 +76,8 @@ class BaseClassificationModel(L.LightningModule, ABC):
         mixup_off_last_epochs: int = 0,
         scale_lr_with_batch: bool = False,
         lr_reference_batch: int = 256,
+        channels_last: bool | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -101,6 +109,8 @@ class BaseClassificationModel(L.LightningModule, ABC):
         )
         self.register_buffer("class_weights", weights.clone())
         self.network = self.build_network(num_classes)
+        self.use_channels_last = False  # decided in on_fit_start
+        self._check_compiled_call = False
         try:
             self.mixer = BatchMixer(num_classes, mixup_alpha, cutmix_alpha, mixup_prob)
         except ValueError as error:
@@ -147,8 +157,43 @@ class BaseClassificationModel(L.LightningModule, ABC):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of normalised images."""
+        if self.use_channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if self._check_compiled_call:
+            return self._first_compiled_call(images)
         logits: torch.Tensor = self.network(images)
         return logits
+
+    def _first_compiled_call(self, images: torch.Tensor) -> torch.Tensor:
+        """The first call compiles: a failure becomes one line naming the key."""
+        try:
+            logits: torch.Tensor = self.network(images)
+        except Exception as error:
+            # Dynamo wraps the real failure (e.g. a missing C++ compiler).
+            root: BaseException = getattr(error, "inner_exception", None) or error
+            while root.__cause__ is not None:
+                root = root.__cause__
+            lines = str(root).strip().splitlines() or [""]
+            raise ConfigError(
+                f"model.compile=true: torch.compile failed on the first batch "
+                f"({type(root).__name__}: {lines[0][:300]}); set model.compile=false"
+            ) from None
+        self._check_compiled_call = False
+        return logits
+
+    def on_fit_start(self) -> None:
+        """Apply ``channels_last`` and ``compile`` on the device fitting runs on."""
+        setting = self.hparams.get("channels_last")
+        self.use_channels_last = (
+            self.device.type == "cuda" if setting is None else bool(setting)
+        )
+        if self.use_channels_last:
+            self.network.to(memory_format=torch.channels_last)
+        if self.hparams.get("compile") and not self._check_compiled_call:
+            # In place (nn.Module.compile): parameter names, checkpoints and
+            # deep copies (EMA, ONNX export) stay those of the plain network.
+            self.network.compile()
+            self._check_compiled_call = True
 
     # -- training ----------------------------------------------------------------
     def mixing_active(self, epoch: int, max_epochs: int | None) -> bool:

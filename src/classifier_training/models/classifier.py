@@ -44,6 +44,8 @@ class ImageClassifier(BaseClassificationModel):
         mixup_off_last_epochs: See :class:`BaseClassificationModel`.
         scale_lr_with_batch: See :class:`BaseClassificationModel`.
         lr_reference_batch: See :class:`BaseClassificationModel`.
+        channels_last: See :class:`BaseClassificationModel` (``null``: on CUDA).
+        compile: See :class:`BaseClassificationModel`.
     """
 
     def __init__(
@@ -64,6 +66,8 @@ class ImageClassifier(BaseClassificationModel):
         mixup_off_last_epochs: int = 0,
         scale_lr_with_batch: bool = False,
         lr_reference_batch: int = 256,
+        channels_last: bool | None = None,
+        compile: bool = False,
     ) -> None:
         self.arch = arch
         self.pretrained = pretrained
@@ -82,6 +86,8 @@ class ImageClassifier(BaseClassificationModel):
             mixup_off_last_epochs=mixup_off_last_epochs,
             scale_lr_with_batch=scale_lr_with_batch,
             lr_reference_batch=lr_reference_batch,
+            channels_last=channels_last,
+            compile=compile,
         )
 
     def build_network(self, num_classes: int) -> nn.Module:

@@ -1,0 +1,333 @@
+"""``data.augment_on``: the batched device path matches the per-image workers path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from PIL import Image
+
+from classifier_training.config import (
+    ConfigError,
+    DataModuleConfig,
+    TransformsConfig,
+    load_data_config,
+)
+from classifier_training.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from classifier_training.data.datamodule import ImageFolderDataModule
+from classifier_training.data.device_transforms import (
+    DeviceAugmentation,
+    resolve_augment_on,
+)
+from classifier_training.data.transforms import (
+    build_eval_transform,
+    build_train_transform,
+)
+from tests.helpers import make_jsonl_dataset
+
+SIZE = 32
+NATURAL = TransformsConfig(
+    rotation_degrees=10.0,
+    translate=0.1,
+    scale=(0.8, 1.2),
+    horizontal_flip_p=0.5,
+    random_erasing_p=0.1,
+)
+NO_AUGMENTATION = TransformsConfig(
+    rotation_degrees=0.0,
+    translate=0.0,
+    scale=(1.0, 1.0),
+    shear_degrees=0.0,
+    brightness=0.0,
+    contrast=0.0,
+    saturation=0.0,
+    hue=0.0,
+    grayscale_p=0.0,
+)
+
+
+def structured_images(count: int, size: int = SIZE) -> list[Image.Image]:
+    """Images with structure everywhere (gradients, a bright bar, colour): so
+    geometry and colour changes both show in the statistics."""
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
+    images = []
+    for _ in range(count):
+        colour = rng.uniform(40, 215, size=3)
+        slope = rng.uniform(-60, 60, size=(2, 3))
+        pixels = colour + xs[..., None] * slope[0] + ys[..., None] * slope[1]
+        top, left = rng.integers(0, size // 2, size=2)
+        pixels[top : top + size // 3, left : left + size // 6] = rng.uniform(
+            0, 255, size=3
+        )
+        images.append(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)))
+    return images
+
+
+def data_config(aug: TransformsConfig, tmp_path: Path) -> DataModuleConfig:
+    return DataModuleConfig(data_root=tmp_path, image_size=SIZE, transforms=aug)
+
+
+def statistics(out: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
+    """Per-image statistics of an augmented batch, summarised over the batch.
+
+    ``clean`` is the un-augmented normalised batch (same images, same order).
+    """
+    channel_mean = out.mean(dim=(2, 3))
+    channel_std = out.std(dim=(2, 3))
+    change = (out - clean).abs().mean(dim=(1, 2, 3))
+    # Grayscale images have equal channels: their share shows grayscale_p.
+    spread = (out * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)).std(dim=1)
+    # Geometry moves the pattern; colour changes barely alter its correlation.
+    a = out.mean(dim=1).flatten(1)
+    b = clean.mean(dim=1).flatten(1)
+    a, b = a - a.mean(dim=1, keepdim=True), b - b.mean(dim=1, keepdim=True)
+    corr = (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1) + 1e-8)
+    return {
+        "decorrelation": float((1 - corr).mean()),
+        "mean": float(channel_mean.mean()),
+        "mean_spread": float(channel_mean.std()),
+        "std": float(channel_std.mean()),
+        "std_spread": float(channel_std.std()),
+        "change": float(change.mean()),
+        "change_spread": float(change.std()),
+        "colour": float(spread.mean()),
+    }
+
+
+def workers_path(config: DataModuleConfig, images: list[Image.Image]) -> torch.Tensor:
+    transform = build_train_transform(config)
+    return torch.stack([transform(image) for image in images])
+
+
+def device_path(config: DataModuleConfig, images: list[Image.Image]) -> torch.Tensor:
+    module = DeviceAugmentation(config.transforms, config.mean, config.std)
+    batch = torch.stack([torch.from_numpy(np.asarray(im).copy()) for im in images])
+    return module(batch.permute(0, 3, 1, 2).contiguous())
+
+
+def clean_batch(config: DataModuleConfig, images: list[Image.Image]) -> torch.Tensor:
+    transform = build_eval_transform(config)
+    return torch.stack([transform(image) for image in images])
+
+
+def compare(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """Difference per statistic, relative to the workers' value or, for a batch
+    average, to its spread over the batch (whichever is larger)."""
+    return {
+        k: abs(a[k] - b[k]) / max(abs(a[k]), a.get(f"{k}_spread", 0.0), 0.05) for k in a
+    }
+
+
+# Calibrated on 4 x 64 images: the two paths differ by < 0.10 on every statistic
+# (digits and natural); switching colour jitter or geometry off on the device
+# path moves one by ~0.6.
+TOLERANCE = 0.15
+
+
+@pytest.mark.parametrize(
+    "aug", [TransformsConfig(), NATURAL], ids=["digits", "natural"]
+)
+def test_both_paths_have_matching_statistics(
+    aug: TransformsConfig, tmp_path: Path
+) -> None:
+    config = data_config(aug, tmp_path)
+    images = structured_images(64) * 4
+    clean = clean_batch(config, images)
+    torch.manual_seed(0)
+    workers = statistics(workers_path(config, images), clean)
+    torch.manual_seed(1)
+    device = statistics(device_path(config, images), clean)
+    gaps = compare(workers, device)
+    assert max(gaps.values()) < TOLERANCE, (workers, device, gaps)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0},
+        {"rotation_degrees": 0.0, "translate": 0.0, "scale": (1.0, 1.0)},
+    ],
+    ids=["no-colour-jitter", "no-geometry"],
+)
+def test_the_statistics_see_a_missing_augmentation(
+    changed: dict[str, Any], tmp_path: Path
+) -> None:
+    # The comparison above can fail: a device path that drops an augmentation
+    # is told apart from the workers path.
+    config = data_config(TransformsConfig(), tmp_path)
+    weaker = data_config(TransformsConfig(**changed), tmp_path)
+    images = structured_images(64) * 4
+    clean = clean_batch(config, images)
+    torch.manual_seed(0)
+    workers = statistics(workers_path(config, images), clean)
+    torch.manual_seed(1)
+    device = statistics(device_path(weaker, images), clean)
+    gaps = compare(workers, device)
+    assert max(gaps.values()) > 2 * TOLERANCE
+
+
+def test_parameters_are_drawn_per_sample(tmp_path: Path) -> None:
+    config = data_config(TransformsConfig(), tmp_path)
+    out = device_path(config, structured_images(1) * 8)
+    assert out.shape == (8, 3, SIZE, SIZE)
+    assert out.dtype == torch.float32
+    assert all(not torch.allclose(out[0], out[i]) for i in range(1, 8))
+
+
+def test_without_augmentation_the_device_path_is_the_eval_preprocessing(
+    tmp_path: Path,
+) -> None:
+    images = structured_images(8)
+    for aug in (NO_AUGMENTATION, TransformsConfig()):
+        config = data_config(aug, tmp_path)
+        expected = clean_batch(config, images)
+        module = DeviceAugmentation(config.transforms, config.mean, config.std)
+        batch = torch.stack([torch.from_numpy(np.asarray(im).copy()) for im in images])
+        out = module(batch.permute(0, 3, 1, 2).contiguous(), augment=False)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    unaugmented = device_path(data_config(NO_AUGMENTATION, tmp_path), images)
+    torch.testing.assert_close(unaugmented, expected, atol=1e-5, rtol=0)
+
+
+def test_device_augmentation_refuses_float_batches() -> None:
+    module = DeviceAugmentation(TransformsConfig(), IMAGENET_MEAN, IMAGENET_STD)
+    with pytest.raises(ValueError, match="uint8"):
+        module(torch.zeros(2, 3, 8, 8))
+
+
+def test_auto_picks_device_on_gpus_and_workers_on_cpus() -> None:
+    assert resolve_augment_on("auto", "cpu") == "workers"
+    assert resolve_augment_on("auto", "gpu") == "device"
+    assert resolve_augment_on("auto", "cuda") == "device"
+    assert resolve_augment_on("auto", "MPS") == "device"
+    gpu_here = torch.cuda.is_available() or torch.backends.mps.is_available()
+    assert resolve_augment_on("auto", "auto") == ("device" if gpu_here else "workers")
+    assert resolve_augment_on("workers", "gpu") == "workers"
+    assert resolve_augment_on("device", "cpu") == "device"
+
+
+class _RecordingDataModule(ImageFolderDataModule):
+    """Keeps the raw train batches as the loader yields them (before the hook)."""
+
+    raw: list[torch.Tensor]
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if batch["images"].dtype == torch.uint8:
+            self.raw = [*getattr(self, "raw", []), batch["images"].clone()]
+        return batch
+
+
+def _datamodule(root: Path, **values: Any) -> ImageFolderDataModule:
+    settings: dict[str, Any] = {
+        "data_root": root,
+        "image_size": 24,
+        "batch_size": 6,
+        "num_workers": 0,
+    }
+    settings.update(values)
+    accelerator = settings.pop("accelerator", "cpu")
+    dm = _RecordingDataModule(
+        load_data_config(settings), arch="resnet18", accelerator=accelerator
+    )
+    dm.setup("fit")
+    return dm
+
+
+def test_device_path_loader_serves_uint8_train_and_normalised_eval(
+    tmp_path: Path,
+) -> None:
+    root = make_jsonl_dataset(tmp_path / "data", ("", "7", "23"), per_class=6, size=24)
+    dm = _datamodule(root, augment_on="device")
+    assert dm.augment_on == "device"
+    train = next(iter(dm.train_dataloader()))
+    assert train["images"].dtype == torch.uint8
+    assert train["images"].shape == (6, 3, 24, 24)
+    val = next(iter(dm.val_dataloader()))
+    assert val["images"].dtype == torch.float32
+    # Outside a training loop the hook only normalises: the eval preprocessing.
+    out = dm.on_after_batch_transfer(dict(train), 0)
+    expected = DeviceAugmentation(NO_AUGMENTATION, IMAGENET_MEAN, IMAGENET_STD)
+    torch.testing.assert_close(out["images"], expected(train["images"], augment=False))
+    assert dm.on_after_batch_transfer(val, 0)["images"] is val["images"]
+    workers = _datamodule(root, augment_on="workers")
+    assert next(iter(workers.train_dataloader()))["images"].dtype == torch.float32
+    assert workers.on_after_batch_transfer(val, 0)["images"] is val["images"]
+
+
+class _Batches(Callback):
+    def __init__(self) -> None:
+        self.train: list[torch.Tensor] = []
+        self.val: list[torch.Tensor] = []
+
+    def on_train_batch_start(
+        self, trainer: Any, module: Any, batch: Any, i: int
+    ) -> None:
+        self.train.append(batch["images"])
+
+    def on_validation_batch_start(
+        self, trainer: Any, module: Any, batch: Any, i: int, dl: int = 0
+    ) -> None:
+        self.val.append(batch["images"])
+
+
+def test_training_loop_augments_train_batches_on_the_device(tmp_path: Path) -> None:
+    from classifier_training.models import ImageClassifier
+
+    root = make_jsonl_dataset(tmp_path / "data", ("", "7", "23"), per_class=6, size=24)
+    dm = _datamodule(root, augment_on="device")
+    clean = DeviceAugmentation(NO_AUGMENTATION, IMAGENET_MEAN, IMAGENET_STD)
+    model = ImageClassifier(
+        num_classes=dm.num_classes,
+        arch="resnet18",
+        pretrained=False,
+        optimizer=lambda groups: torch.optim.SGD(groups, lr=0.01),
+    )
+    seen = _Batches()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        callbacks=[seen],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=dm)
+    assert len(seen.train) == 2
+    for images in seen.train:
+        assert images.dtype == torch.float32
+        assert images.shape[1:] == (3, 24, 24)
+    val_images = next(iter(dm.val_dataloader()))["images"]
+    torch.testing.assert_close(seen.val[0], val_images)
+    # Augmented, not merely normalised: no train image equals its clean version.
+    raw = dm.raw  # type: ignore[attr-defined]
+    assert len(raw) == 2
+    for images, uint8 in zip(seen.train, raw, strict=True):
+        normalised = clean(uint8, augment=False)
+        for got, plain in zip(images, normalised, strict=True):
+            assert not torch.allclose(got, plain, atol=1e-3)
+
+
+def test_workers_only_steps_are_refused_on_the_device_path(tmp_path: Path) -> None:
+    root = make_jsonl_dataset(tmp_path / "data", ("", "7", "23"), per_class=6, size=24)
+    policy = {"auto_augment": "trivialaugment"}
+    with pytest.raises(ConfigError, match=r"data\.transforms\.auto_augment"):
+        _datamodule(root, augment_on="device", transforms=policy)
+    # `auto` on a GPU falls back to the path that has the step.
+    dm = _datamodule(root, augment_on="auto", accelerator="gpu", transforms=policy)
+    assert dm.augment_on == "workers"
+    assert dm.device_augmentation is None
+    # Random erasing runs on both paths.
+    erasing = _datamodule(
+        root, augment_on="device", transforms={"random_erasing_p": 0.5}
+    )
+    assert erasing.augment_on == "device"
