@@ -331,3 +331,19 @@ def test_workers_only_steps_are_refused_on_the_device_path(tmp_path: Path) -> No
         root, augment_on="device", transforms={"random_erasing_p": 0.5}
     )
     assert erasing.augment_on == "device"
+
+
+def test_train_batch_shows_the_device_augmentation(tmp_path: Path) -> None:
+    """The augmentation preview reads ``train_batch``: on the device path it must be
+    augmented and normalised there too, not the bare ``uint8`` crops."""
+    root = make_jsonl_dataset(tmp_path / "data", ("", "7", "23"), per_class=6, size=24)
+    dm = _datamodule(root, augment_on="device")
+    torch.manual_seed(0)
+    first = dm.train_batch([0, 1, 2])["images"]
+    second = dm.train_batch([0, 1, 2])["images"]
+    assert first.dtype == torch.float32
+    assert first.shape == (3, 3, 24, 24)
+    assert not torch.equal(first, second)  # a fresh random draw each call
+    plain = torch.stack([dm.datasets["train"][i]["images"] for i in (0, 1, 2)])
+    normalised = DeviceAugmentation(NO_AUGMENTATION, IMAGENET_MEAN, IMAGENET_STD)
+    assert not torch.allclose(first, normalised(plain, augment=False))

@@ -354,8 +354,11 @@ class ImageFolderDataModule(L.LightningDataModule):
         self._require_setup()
         dataset = self.datasets["train"]
         samples = [dataset[i] for i in indices]
+        images = torch.stack([s["images"] for s in samples])
+        if self.device_augmentation is not None and images.dtype == torch.uint8:
+            images = self.device_augmentation(images, augment=True)
         return {
-            "images": torch.stack([s["images"] for s in samples]),
+            "images": images,
             "labels": torch.tensor([s["labels"] for s in samples], dtype=torch.long),
         }
 
