@@ -7,6 +7,9 @@ a model whose answers are known, exported with the project's own exporter.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,3 +105,30 @@ def write_color_image(path: Path, color: str, variant: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     class_image(COLOR_INDEX[color], variant, size=20).save(path)
     return path
+
+
+HEAVY_MODULES = ("torch", "torchvision", "lightning", "torchmetrics")
+
+
+def run_main_without_heavy_imports(
+    module: str, argv: list[str]
+) -> tuple[int, list[str], str]:
+    """Run ``module.main(argv)`` in a fresh interpreter.
+
+    Returns:
+        The exit code, which of :data:`HEAVY_MODULES` ended up imported, and stdout.
+    """
+    script = (
+        "import sys, json\n"
+        f"from {module} import main\n"
+        f"code = main({argv!r})\n"
+        f"heavy = sorted(set({list(HEAVY_MODULES)!r}) & set(sys.modules))\n"
+        "print(json.dumps([code, heavy]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True, text=True, cwd=REPO, check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )  # fmt: skip
+    code, heavy = json.loads(result.stdout.splitlines()[-1])
+    return int(code), list(heavy), result.stdout

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from classifier_training.inference.evaluate import main
-from tests.inference_support import REPO, TrainedRun, write_color_image
+from tests.inference_support import (
+    TrainedRun,
+    run_main_without_heavy_imports,
+    write_color_image,
+)
 
 # (true label, colour of the image): the colour model predicts the colour, so
 # two rows are wrong (red->green, blue->red) and "purple" is unknown to it.
@@ -145,19 +146,10 @@ def test_onnx_evaluation_imports_neither_torch_nor_lightning(
     root = write_known_split(tmp_path / "data", "jsonl")
     args = ["--model", str(color_model), "--data-root", str(root)]
     args += ["--out", str(tmp_path / "out")]
-    script = (
-        "import sys\n"
-        "from classifier_training.inference.evaluate import main\n"
-        f"code = main({args!r})\n"
-        "heavy = {'torch', 'torchvision', 'lightning', 'torchmetrics'}\n"
-        "print(code, sorted(heavy & set(sys.modules)))\n"
+    code, heavy, _ = run_main_without_heavy_imports(
+        "classifier_training.inference.evaluate", args
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True, text=True, cwd=REPO, check=True,
-        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-    )  # fmt: skip
-    assert result.stdout.splitlines()[-1] == "0 []"
+    assert (code, heavy) == (0, [])
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["num_rows"] == 9
 

@@ -20,6 +20,7 @@ from tests.inference_support import (
     IMAGE_SIZE,
     REPO,
     TrainedRun,
+    run_main_without_heavy_imports,
     write_color_image,
 )
 
@@ -178,20 +179,12 @@ def test_files_that_are_not_models_exit_2_in_one_line(
 def test_onnx_prediction_imports_neither_torch_nor_lightning(
     color_model: Path, images: dict[str, Path]
 ) -> None:
-    script = (
-        "import sys\n"
-        "from classifier_training.inference.predict import main\n"
-        f"code = main([{str(color_model)!r}, {str(images['red'])!r}])\n"
-        "heavy = {'torch', 'torchvision', 'lightning', 'torchmetrics'}\n"
-        "print(code, sorted(heavy & set(sys.modules)))\n"
+    code, heavy, stdout = run_main_without_heavy_imports(
+        "classifier_training.inference.predict",
+        [str(color_model), str(images["red"])],
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True, text=True, cwd=REPO, check=True,
-        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-    )  # fmt: skip
-    assert result.stdout.splitlines()[-1] == "0 []"
-    assert "\tred\t" in result.stdout
+    assert (code, heavy) == (0, [])
+    assert "\tred\t" in stdout
 
 
 def _softened_copy(color_model: Path, folder: Path, temperature: float) -> Path:
