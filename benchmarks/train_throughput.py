@@ -301,7 +301,7 @@ def main() -> None:
         for size in args.sizes:
             for compiled in compile_modes:
                 rates: dict[str, list[float]] = {"plain loop": []}
-                demo_mode = resolve_augment_on("auto", args.accelerator)
+                demo_mode = resolve_augment_on("auto", args.accelerator, size)
                 for repeat in range(args.repeats):
                     rates["plain loop"].append(
                         plain_loop(data_root, size, compiled, args)

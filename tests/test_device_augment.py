@@ -21,6 +21,7 @@ from classifier_training.config import (
 from classifier_training.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.data.device_transforms import (
+    CPU_BATCHED_MAX_SIZE,
     DeviceAugmentation,
     resolve_augment_on,
 )
@@ -201,15 +202,20 @@ def test_device_augmentation_refuses_float_batches() -> None:
         module(torch.zeros(2, 3, 8, 8))
 
 
-def test_auto_picks_device_on_gpus_and_workers_on_cpus() -> None:
-    assert resolve_augment_on("auto", "cpu") == "workers"
-    assert resolve_augment_on("auto", "gpu") == "device"
-    assert resolve_augment_on("auto", "cuda") == "device"
-    assert resolve_augment_on("auto", "MPS") == "device"
+def test_auto_picks_device_on_gpus_and_on_cpus_for_small_images() -> None:
+    small, large = CPU_BATCHED_MAX_SIZE, CPU_BATCHED_MAX_SIZE + 1
+    assert resolve_augment_on("auto", "cpu", small) == "device"
+    assert resolve_augment_on("auto", "cpu", 40) == "device"
+    assert resolve_augment_on("auto", "cpu", large) == "workers"
+    assert resolve_augment_on("auto", "cpu", 224) == "workers"
+    for gpu in ("gpu", "cuda", "MPS"):
+        assert resolve_augment_on("auto", gpu, 224) == "device"
     gpu_here = torch.cuda.is_available() or torch.backends.mps.is_available()
-    assert resolve_augment_on("auto", "auto") == ("device" if gpu_here else "workers")
-    assert resolve_augment_on("workers", "gpu") == "workers"
-    assert resolve_augment_on("device", "cpu") == "device"
+    assert resolve_augment_on("auto", "auto", 224) == (
+        "device" if gpu_here else "workers"
+    )
+    assert resolve_augment_on("workers", "gpu", 40) == "workers"
+    assert resolve_augment_on("device", "cpu", 224) == "device"
 
 
 class _RecordingDataModule(ImageFolderDataModule):

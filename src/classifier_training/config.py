@@ -350,8 +350,9 @@ class DataModuleConfig(_Frozen):
             on PIL images, in the DataLoader workers. ``device``: the loader only
             serves the resized ``uint8`` images and the same augmentation runs on
             whole batches on the training device (per-sample random parameters).
-            ``auto``: ``device`` on a GPU, ``workers`` on a CPU (where the
-            batched path is not yet shown faster end to end).
+            ``auto``: ``device`` on a GPU and on a CPU for images up to 64 px
+            (measured faster there), else ``workers``; ``workers`` whenever the
+            preset has steps only that path implements.
         mean: Normalisation mean (RGB, 0-1 scale). ``data.mean: null`` in the
             config (its default) means the model's own (``train.py`` fills it in
             from ``model.arch``); ImageNet's when built in Python.

@@ -120,7 +120,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.seed = seed
         self.processes_per_machine = processes_per_machine
         self.accelerator = accelerator
-        self.augment_on = resolve_augment_on(config.augment_on, accelerator)
+        self.augment_on = resolve_augment_on(
+            config.augment_on, accelerator, config.image_size
+        )
         # Steps only the per-image path has (random erasing runs on both).
         workers_only = [
             key

@@ -23,31 +23,38 @@ from classifier_training.config import TransformsConfig
 from classifier_training.core.preprocessing import mean_fill
 from classifier_training.data.transforms import has_affine, has_colour_jitter
 
-__all__ = ["DeviceAugmentation", "resolve_augment_on"]
+__all__ = ["CPU_BATCHED_MAX_SIZE", "DeviceAugmentation", "resolve_augment_on"]
 
 
-def resolve_augment_on(augment_on: str, accelerator: str) -> str:
+#: Largest image side for which ``auto`` augments batches on a CPU: there the
+#: batched path beats per-image PIL (2.9x at 40 px, equal at 96 px) and the whole
+#: training loop runs 9-15 % faster (``benchmarks/README.md``).
+CPU_BATCHED_MAX_SIZE = 64
+
+
+def resolve_augment_on(augment_on: str, accelerator: str, image_size: int) -> str:
     """``workers`` or ``device`` for a ``data.augment_on`` setting.
 
     Args:
         augment_on: ``auto``, ``workers`` or ``device``.
         accelerator: The Trainer's accelerator as configured (``auto``, ``cpu``,
             ``gpu``, ``cuda``, ``mps``, ...).
+        image_size: The training image side (``data.image_size``).
 
     Returns:
         For ``auto``: ``device`` when training runs on a GPU (CUDA or MPS), where
         the batched path costs the GPU almost nothing and frees the loader's CPU
-        cores; ``workers`` on a CPU, where the batched path competes with the
-        model for the same cores and is not yet shown faster end to end
-        (``benchmarks/README.md``). An explicit ``workers``/``device`` is
-        returned as is.
+        cores; on a CPU ``device`` for images up to :data:`CPU_BATCHED_MAX_SIZE`
+        pixels and ``workers`` above, where per-image PIL in the worker
+        processes is as fast and runs beside the model. An explicit
+        ``workers``/``device`` is returned as is.
     """
     if augment_on != "auto":
         return augment_on
     name = accelerator.strip().lower()
     gpu_available = torch.cuda.is_available() or torch.backends.mps.is_available()
     on_gpu = name in {"gpu", "cuda", "mps"} or (name == "auto" and gpu_available)
-    return "device" if on_gpu else "workers"
+    return "device" if on_gpu or image_size <= CPU_BATCHED_MAX_SIZE else "workers"
 
 
 class DeviceAugmentation(nn.Module):
