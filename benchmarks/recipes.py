@@ -4,7 +4,8 @@ Generates a small synthetic jersey dataset with ``--degrade`` (its extra split
 ``test_degraded/`` is rendered like broadcast crops: low resolution, blur, noise,
 low JPEG quality, fonts and colours train never uses), then trains the demo recipe
 (``train_demo``: ResNet18 from scratch, CPU) once per preset and seed with the
-same budget, and prints per preset:
+same budget (every preset on the ``workers`` augmentation path; a name such as
+``digits+mixcut`` adds MixUp/CutMix), and prints per preset:
 
 - clean-test and degraded-test top-1 of the final weights (mean ± std over seeds);
 - the loader cost: images/s one worker core produces for the train split
@@ -17,7 +18,8 @@ the clean test.
 
 Usage::
 
-    python benchmarks/recipes.py [--epochs 30] [--seeds 3] [--presets digits,none]
+    python benchmarks/recipes.py [--epochs 10] [--seeds 3] [--presets digits,none]
+    python benchmarks/recipes.py --presets digits,digits+mixcut   # with MixUp/CutMix
 """
 
 from __future__ import annotations
@@ -47,7 +49,16 @@ from classifier_training.train import (
     silence_known_noise,
 )
 
-PRESETS = ("digits", "broadcast", "natural", "none")
+PRESETS = ("digits", "broadcast", "digits+mixcut", "none", "natural")
+#: Batch-level options a preset name can carry: ``digits+mixcut``.
+VARIANTS = {
+    # MixUp or CutMix (equal odds) on every batch, clean last two epochs.
+    "mixcut": [
+        "model.mixup_alpha=0.2",
+        "model.cutmix_alpha=1.0",
+        "model.mixup_off_last_epochs=2",
+    ],
+}
 MAX_CLEAN_LOSS_PT = 0.5
 
 
@@ -93,13 +104,17 @@ def compose_config(
     root: Path, preset: str, seed: int, args: argparse.Namespace
 ) -> DictConfig:
     """The demo recipe with this benchmark's budget."""
+    name, *variants = preset.split("+")
     overrides = [
         f"data.data_root={root}",
-        f"transforms={preset}",
+        f"transforms={name}",
+        *(o for variant in variants for o in VARIANTS[variant]),
         f"seed={seed}",
         f"data.image_size={args.image_size}",
         f"data.batch_size={args.batch_size}",
-        "data.num_workers=0",
+        f"data.num_workers={args.workers}",
+        # One path for every preset (`auto` would batch `digits` on a CPU).
+        "data.augment_on=workers",
         f"trainer.max_epochs={args.epochs}",
         "logging=none",
         f"paths.output_dir={root.parent / 'runs'}",
@@ -196,14 +211,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--seeds", type=int, default=3, help="0: measure the loader cost only"
     )
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--classes", type=int, default=11)
-    parser.add_argument("--per-class", type=int, default=60)
+    parser.add_argument("--per-class", type=int, default=300)
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1: fastest when shared)"
+        "--threads", type=int, default=2, help="torch threads (1: fastest when shared)"
     )
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1, help="data.num_workers")
     parser.add_argument("--loader-images", type=int, default=600)
     parser.add_argument(
         "--root", type=Path, default=Path("/tmp/classifier-recipes-bench")
