@@ -301,7 +301,14 @@ def main() -> None:
         for size in args.sizes:
             for compiled in compile_modes:
                 rates: dict[str, list[float]] = {"plain loop": []}
-                demo_mode = resolve_augment_on("auto", args.accelerator, size)
+                demo_mode = resolve_augment_on(
+                    "auto",
+                    args.accelerator,
+                    size,
+                    load_data_config(
+                        resolve_data_values(compose_demo(data_root, size, []))
+                    ).transforms,
+                )
                 for repeat in range(args.repeats):
                     rates["plain loop"].append(
                         plain_loop(data_root, size, compiled, args)

@@ -103,7 +103,14 @@ def statistics(out: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
 
 def workers_path(config: DataModuleConfig, images: list[Image.Image]) -> torch.Tensor:
     transform = build_train_transform(config)
-    return torch.stack([transform(image) for image in images])
+    # One thread, as in a DataLoader worker: the per-image convolutions of the
+    # blurs take 100x longer on two threads of a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.stack([transform(image) for image in images])
+    finally:
+        torch.set_num_threads(threads)
 
 
 def device_path(config: DataModuleConfig, images: list[Image.Image]) -> torch.Tensor:
@@ -131,8 +138,24 @@ def compare(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 TOLERANCE = 0.15
 
 
+#: ``broadcast``'s degradations on ``digits``, plus a random-resized crop: the
+#: whole chain runs and agrees. These statistics barely see the degradations
+#: (dropping them moves one by 0.05); the per-operation tests below do.
+BROADCAST = TransformsConfig(
+    crop_scale=(0.5, 1.0),
+    degradations={
+        "downscale": {"p": 0.25, "scale": (0.4, 0.8)},
+        "gaussian_blur": {"p": 0.15, "sigma": (0.3, 1.0)},
+        "noise": {"p": 0.15, "sigma": (0.01, 0.04)},
+        "jpeg": {"p": 0.25, "quality": (20, 70)},
+    },
+)
+
+
 @pytest.mark.parametrize(
-    "aug", [TransformsConfig(), NATURAL], ids=["digits", "natural"]
+    "aug",
+    [TransformsConfig(), NATURAL, BROADCAST],
+    ids=["digits", "natural", "broadcast"],
 )
 def test_both_paths_have_matching_statistics(
     aug: TransformsConfig, tmp_path: Path
@@ -204,18 +227,33 @@ def test_device_augmentation_refuses_float_batches() -> None:
 
 def test_auto_picks_device_on_gpus_and_on_cpus_for_small_images() -> None:
     small, large = CPU_BATCHED_MAX_SIZE, CPU_BATCHED_MAX_SIZE + 1
-    assert resolve_augment_on("auto", "cpu", small) == "device"
-    assert resolve_augment_on("auto", "cpu", 40) == "device"
-    assert resolve_augment_on("auto", "cpu", large) == "workers"
-    assert resolve_augment_on("auto", "cpu", 224) == "workers"
+    digits = TransformsConfig()
+    assert resolve_augment_on("auto", "cpu", small, digits) == "device"
+    assert resolve_augment_on("auto", "cpu", 40, digits) == "device"
+    assert resolve_augment_on("auto", "cpu", large, digits) == "workers"
+    assert resolve_augment_on("auto", "cpu", 224, digits) == "workers"
     for gpu in ("gpu", "cuda", "MPS"):
-        assert resolve_augment_on("auto", gpu, 224) == "device"
+        assert resolve_augment_on("auto", gpu, 224, digits) == "device"
     gpu_here = torch.cuda.is_available() or torch.backends.mps.is_available()
-    assert resolve_augment_on("auto", "auto", 224) == (
+    assert resolve_augment_on("auto", "auto", 224, digits) == (
         "device" if gpu_here else "workers"
     )
-    assert resolve_augment_on("workers", "gpu", 40) == "workers"
-    assert resolve_augment_on("device", "cpu", 224) == "device"
+    assert resolve_augment_on("workers", "gpu", 40, digits) == "workers"
+    assert resolve_augment_on("device", "cpu", 224, digits) == "device"
+
+
+def test_auto_keeps_degradations_on_cpu_workers_and_policies_on_workers() -> None:
+    broadcast = TransformsConfig(degradations={"jpeg": {"p": 0.25}})
+    # On a CPU the batched degradations cost more than PIL's (JPEG ~50x).
+    assert resolve_augment_on("auto", "cpu", 40, broadcast) == "workers"
+    assert resolve_augment_on("auto", "gpu", 224, broadcast) == "device"
+    assert resolve_augment_on("device", "cpu", 40, broadcast) == "device"
+    # Off degradations (p = 0) do not count.
+    off = TransformsConfig(degradations={"jpeg": {"p": 0.0, "quality": (30, 40)}})
+    assert resolve_augment_on("auto", "cpu", 40, off) == "device"
+    policy = TransformsConfig(auto_augment="trivialaugment")
+    for accelerator in ("cpu", "gpu"):
+        assert resolve_augment_on("auto", accelerator, 40, policy) == "workers"
 
 
 class _RecordingDataModule(ImageFolderDataModule):
@@ -353,3 +391,249 @@ def test_train_batch_shows_the_device_augmentation(tmp_path: Path) -> None:
     plain = torch.stack([dm.datasets["train"][i]["images"] for i in (0, 1, 2)])
     normalised = DeviceAugmentation(NO_AUGMENTATION, IMAGENET_MEAN, IMAGENET_STD)
     assert not torch.allclose(first, normalised(plain, augment=False))
+
+
+# --- Random-resized crop and the broadcast degradations, one at a time ---------
+#
+# Each case switches on one operation (everything else off) with p < 1, runs a
+# fixed batch through both paths and compares (a) the share of samples the
+# operation changed, which must be ~p on both, and (b) one statistic of its
+# effect, averaged over the changed samples.
+
+NO_AUGMENTATION_VALUES: dict[str, Any] = NO_AUGMENTATION.model_dump(
+    exclude={"degradations"}
+)
+COUNT = 1024
+P = 0.5
+
+
+def coordinate_images(count: int, size: int = SIZE) -> list[Image.Image]:
+    """Red grows with x, green with y: the slopes measure a zoom or a crop."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
+    pixels = np.stack([30 + 195 * xs, 30 + 195 * ys, 128 + 0 * xs], axis=-1)
+    return [Image.fromarray(pixels.round().astype(np.uint8))] * count
+
+
+def textured_images(count: int, size: int = SIZE) -> list[Image.Image]:
+    """:func:`structured_images` with a grey texture of 2-pixel blocks: fine
+    detail that the blurs and the down-scaling visibly remove."""
+    rng = np.random.default_rng(1)
+    images = []
+    for image in structured_images(count, size):
+        blocks = rng.uniform(-50, 50, size=(size // 2, size // 2, 1))
+        texture = blocks.repeat(2, axis=0).repeat(2, axis=1)
+        pixels = np.asarray(image).astype(np.float32) + texture
+        images.append(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)))
+    return images
+
+
+def _unit(batch: torch.Tensor) -> torch.Tensor:
+    """Normalised batch back on the ``[0, 1]`` scale."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return batch * std + mean
+
+
+def _high_frequency(x: torch.Tensor) -> torch.Tensor:
+    """Per image: mean absolute Laplacian of the grey image (fine detail)."""
+    grey = x.mean(dim=1)
+    lap = (
+        4 * grey[:, 1:-1, 1:-1]
+        - grey[:, :-2, 1:-1]
+        - grey[:, 2:, 1:-1]
+        - grey[:, 1:-1, :-2]
+        - grey[:, 1:-1, 2:]
+    )
+    return lap.abs().mean(dim=(1, 2))
+
+
+def _slopes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: mean red slope along x and green slope along y, centre half."""
+    q = x.shape[-1] // 4
+    centre = x[..., q:-q, q:-q]
+    sx = (centre[:, 0, :, 1:] - centre[:, 0, :, :-1]).mean(dim=(1, 2))
+    sy = (centre[:, 1, 1:, :] - centre[:, 1, :-1, :]).mean(dim=(1, 2))
+    return sx, sy
+
+
+def high_frequency_ratio(out: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Blurs and down-scaling remove fine detail: < 1, lower when stronger."""
+    return _high_frequency(out) / _high_frequency(clean)
+
+
+def residual_std(out: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Noise: the standard deviation of what was added (sigma)."""
+    return (out - clean).std(dim=(1, 2, 3))
+
+
+def mean_abs_difference(out: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """JPEG: how far compression moved the pixels."""
+    return (out - clean).abs().mean(dim=(1, 2, 3))
+
+
+def zoom_amount(out: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Zoom: ``|log factor|``, from the slope of the coordinate colours."""
+    sx, sy = _slopes(out)
+    cx, cy = _slopes(clean)
+    return (0.5 * (sx / cx + sy / cy)).log().abs()
+
+
+def crop_area(out: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Random-resized crop: the cropped share of the image area (a crop of
+    width ``w`` stretched to the full width flattens the slope by ``w``)."""
+    sx, sy = _slopes(out)
+    cx, cy = _slopes(clean)
+    return (sx / cx) * (sy / cy)
+
+
+#: name -> (transforms values, the same with a wrong range, statistic, images).
+CASES: dict[str, tuple[dict[str, Any], dict[str, Any], Any, Any]] = {
+    "crop": (
+        {"crop_scale": (0.25, 1.0), "crop_ratio": (0.75, 1.3333)},
+        {"crop_scale": (0.5, 1.0), "crop_ratio": (0.75, 1.3333)},
+        crop_area,
+        coordinate_images,
+    ),
+    "zoom": (
+        {"degradations": {"zoom": {"p": P, "scale": (0.7, 1.3)}}},
+        {"degradations": {"zoom": {"p": P, "scale": (0.85, 1.15)}}},
+        zoom_amount,
+        coordinate_images,
+    ),
+    "downscale": (
+        {"degradations": {"downscale": {"p": P, "scale": (0.4, 0.8)}}},
+        {"degradations": {"downscale": {"p": P, "scale": (0.6, 0.9)}}},
+        high_frequency_ratio,
+        textured_images,
+    ),
+    "motion_blur": (
+        {"degradations": {"motion_blur": {"p": P, "length": (3, 7)}}},
+        {"degradations": {"motion_blur": {"p": P, "length": (3, 3)}}},
+        high_frequency_ratio,
+        textured_images,
+    ),
+    "gaussian_blur": (
+        {"degradations": {"gaussian_blur": {"p": P, "sigma": (0.5, 1.5)}}},
+        {"degradations": {"gaussian_blur": {"p": P, "sigma": (0.5, 0.8)}}},
+        high_frequency_ratio,
+        textured_images,
+    ),
+    "noise": (
+        {"degradations": {"noise": {"p": P, "sigma": (0.01, 0.04)}}},
+        {"degradations": {"noise": {"p": P, "sigma": (0.02, 0.05)}}},
+        residual_std,
+        structured_images,
+    ),
+    "jpeg": (
+        {"degradations": {"jpeg": {"p": P, "quality": (20, 70)}}},
+        {"degradations": {"jpeg": {"p": P, "quality": (60, 95)}}},
+        mean_abs_difference,
+        structured_images,
+    ),
+}
+#: Relative gap allowed between the paths' effect statistics. Measured over 5
+#: seeds on 1024 images: at most 0.06 (zoom), ~0.02 for the others; every wrong
+#: range below moves its statistic by more than 0.2.
+EFFECT_TOLERANCE = 0.1
+#: kornia's differentiable JPEG rounds the DCT coefficients softly
+#: (``round(x) + (x - round(x)) ** 3``), so it moves the pixels 7-11 % less than
+#: libjpeg at the same quality (5 seeds); the wrong range moves them by 36 %.
+JPEG_TOLERANCE = 0.15
+
+
+def _measure(
+    values: dict[str, Any], statistic: Any, images: list[Image.Image], path: Any
+) -> tuple[float, float]:
+    """Share of samples one path changed and the mean effect on them."""
+    aug = TransformsConfig(**{**NO_AUGMENTATION_VALUES, **values})
+    config = DataModuleConfig(data_root=Path("/x"), image_size=SIZE, transforms=aug)
+    clean = _unit(clean_batch(config, images))
+    torch.manual_seed(0)
+    out = _unit(path(config, images))
+    # About half a uint8 level: an untouched image is the clean one exactly.
+    changed = (out - clean).abs().mean(dim=(1, 2, 3)) > 1e-3
+    effect = statistic(out[changed], clean[changed])
+    return float(changed.float().mean()), float(effect.mean())
+
+
+def _tolerance(name: str) -> float:
+    return JPEG_TOLERANCE if name == "jpeg" else EFFECT_TOLERANCE
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_new_device_op_matches_the_workers_path(name: str) -> None:
+    values, _, statistic, make_images = CASES[name]
+    images = make_images(COUNT)
+    w_share, w_effect = _measure(values, statistic, images, workers_path)
+    d_share, d_effect = _measure(values, statistic, images, device_path)
+    p = 1.0 if name == "crop" else P
+    # Binomial sd of the share: sqrt(0.25 / 1024) = 0.016; 3 sd.
+    assert abs(w_share - p) < 0.05, (w_share, p)
+    assert abs(d_share - p) < 0.05, (d_share, p)
+    gap = abs(d_effect - w_effect) / abs(w_effect)
+    assert gap < _tolerance(name), (name, w_effect, d_effect, gap)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_effect_statistic_sees_a_wrong_range(name: str) -> None:
+    # The comparison above can fail: a device op with another range is caught.
+    values, wrong, statistic, make_images = CASES[name]
+    images = make_images(COUNT)
+    _, w_effect = _measure(values, statistic, images, workers_path)
+    _, d_effect = _measure(wrong, statistic, images, device_path)
+    gap = abs(d_effect - w_effect) / abs(w_effect)
+    assert gap > 2 * _tolerance(name), (name, w_effect, d_effect, gap)
+
+
+def _broadcast() -> dict[str, Any]:
+    """The ``broadcast`` preset's values, as Hydra composes them."""
+    from hydra import compose, initialize_config_module
+
+    from classifier_training.train import resolve_data_values
+
+    with initialize_config_module("classifier_training.conf", version_base="1.3"):
+        cfg = compose(
+            config_name="train_demo",
+            overrides=["data.data_root=/x", "transforms=broadcast"],
+        )
+    values: dict[str, Any] = resolve_data_values(cfg)["transforms"]
+    return values
+
+
+def test_broadcast_preset_runs_on_the_device_path(tmp_path: Path) -> None:
+    root = make_jsonl_dataset(tmp_path / "data", ("", "7", "23"), per_class=6, size=24)
+    broadcast = _broadcast()
+    dm = _datamodule(root, augment_on="device", transforms=broadcast)
+    assert dm.augment_on == "device"
+    assert dm.config.transforms.degradations.jpeg.p > 0
+    torch.manual_seed(0)
+    batch = dm.train_batch(list(range(6)))["images"]
+    assert batch.dtype == torch.float32
+    assert batch.shape == (6, 3, 24, 24)
+    # Normalised: the [0, 1] range mapped through the ImageNet statistics.
+    low = (0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    high = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    per_channel = batch.transpose(0, 1).flatten(1)
+    assert (per_channel.min(dim=1).values >= low - 1e-5).all()
+    assert (per_channel.max(dim=1).values <= high + 1e-5).all()
+    # `auto` keeps it on the workers on a CPU, on the device on a GPU.
+    assert _datamodule(root, transforms=broadcast).augment_on == "workers"
+    gpu = _datamodule(root, accelerator="gpu", transforms=broadcast)
+    assert gpu.augment_on == "device"
+
+
+@pytest.mark.parametrize("augment_on", ["workers", "device"])
+def test_evaluation_batches_are_never_augmented(
+    augment_on: str, tmp_path: Path
+) -> None:
+    root = make_jsonl_dataset(tmp_path / "data", ("", "7", "23"), per_class=6, size=24)
+    plain = _datamodule(root, augment_on=augment_on, transforms=NO_AUGMENTATION_VALUES)
+    broadcast = _datamodule(root, augment_on=augment_on, transforms=_broadcast())
+    for split in ("val", "test"):
+        torch.manual_seed(0)
+        expected = next(iter(getattr(plain, f"{split}_dataloader")()))["images"]
+        got = next(iter(getattr(broadcast, f"{split}_dataloader")()))
+        assert got["images"].dtype == torch.float32
+        torch.testing.assert_close(got["images"], expected)
+        # The device hook passes evaluation batches through untouched.
+        assert broadcast.on_after_batch_transfer(got, 0)["images"] is got["images"]

@@ -309,26 +309,17 @@ class TransformsConfig(_Frozen):
     def workers_only_keys(self) -> list[str]:
         """The keys switched on here that only the DataLoader-workers path has.
 
-        A batched (device-side) augmentation path implements the affine, colour,
-        flip and grayscale steps; it calls this at start-up to refuse a preset
-        it cannot reproduce, instead of silently training on another recipe.
+        The batched (device-side) augmentation path implements every step but
+        the ``auto_augment`` policies (kornia's are not torchvision's); it calls
+        this at start-up to refuse a preset it cannot reproduce, instead of
+        silently training on another recipe.
 
         Returns:
-            ``data.transforms.*`` keys, empty when the basic steps are all.
+            ``data.transforms.*`` keys, empty when the device path has them all.
         """
-        keys = []
         if self.auto_augment != "none":
-            keys.append("auto_augment")
-        if self.random_resized_crop:
-            keys.append("crop_scale/crop_ratio")
-        if self.random_erasing_p > 0:
-            keys.append("random_erasing_p")
-        keys += [
-            f"degradations.{name}"
-            for name, spec in self.degradations
-            if isinstance(spec, BaseModel) and getattr(spec, "p", 0.0) > 0
-        ]
-        return [f"data.transforms.{key}" for key in keys]
+            return ["data.transforms.auto_augment"]
+        return []
 
 
 class DataModuleConfig(_Frozen):

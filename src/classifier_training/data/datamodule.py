@@ -121,22 +121,17 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.processes_per_machine = processes_per_machine
         self.accelerator = accelerator
         self.augment_on = resolve_augment_on(
-            config.augment_on, accelerator, config.image_size
+            config.augment_on, accelerator, config.image_size, config.transforms
         )
-        # Steps only the per-image path has (random erasing runs on both).
-        workers_only = [
-            key
-            for key in config.transforms.workers_only_keys()
-            if key != "data.transforms.random_erasing_p"
-        ]
-        if self.augment_on == "device" and workers_only:
-            if config.augment_on == "device":
-                raise ConfigError(
-                    f"data.augment_on=device: {', '.join(workers_only)} run only on "
-                    "the workers path; set data.augment_on=workers or switch them off"
-                )
+        # Steps only the per-image path has (auto_augment's policies).
+        workers_only = config.transforms.workers_only_keys()
+        if workers_only and config.augment_on == "device":
+            raise ConfigError(
+                f"data.augment_on=device: {', '.join(workers_only)} run only on "
+                "the workers path; set data.augment_on=workers or switch them off"
+            )
+        if workers_only and config.augment_on == "auto":
             logger.info(f"data.augment_on=auto: workers, for {', '.join(workers_only)}")
-            self.augment_on = "workers"
         self.device_augmentation: DeviceAugmentation | None = (
             DeviceAugmentation(config.transforms, config.mean, config.std)
             if self.augment_on == "device"

@@ -8,22 +8,45 @@ to the training device: the loader only serves the resized ``uint8`` images (the
 cache's pixels), collated as ``uint8`` (4x less host-to-device traffic than
 float32), and :class:`DeviceAugmentation` applies the same preset with the same
 parameter ranges to the whole batch, with per-sample random parameters
-(``kornia.augmentation``), then normalises. Evaluation batches are never augmented.
+(``kornia.augmentation`` where it has the operation, :class:`BatchDownUpScale`,
+:class:`BatchMotionBlur` and :class:`BatchGaussianNoise` where it does not), then
+normalises. Evaluation batches are never augmented.
 
-The order of the operations is the workers path's: flip, affine (uncovered pixels
-take the mean colour), colour jitter, grayscale, normalise, random erasing.
+The order of the operations is the workers path's: flip, random-resized crop,
+affine (uncovered pixels take the mean colour), colour jitter, grayscale, the
+broadcast degradations (zoom, down-up scale, motion blur, Gaussian blur, noise,
+JPEG; each with its probability per sample), normalise, random erasing. Only the
+``auto_augment`` policies stay on the workers path (kornia's policies are not
+torchvision's): :meth:`~classifier_training.config.TransformsConfig.workers_only_keys`.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+from torch.nn import functional as nnf
 
-from classifier_training.config import TransformsConfig
+from classifier_training.config import (
+    DownUpScaleSpec,
+    MotionBlurSpec,
+    NoiseSpec,
+    TransformsConfig,
+)
 from classifier_training.core.preprocessing import mean_fill
+from classifier_training.data.degradations import motion_blur_kernel
 from classifier_training.data.transforms import has_affine, has_colour_jitter
 
-__all__ = ["CPU_BATCHED_MAX_SIZE", "DeviceAugmentation", "resolve_augment_on"]
+__all__ = [
+    "CPU_BATCHED_MAX_SIZE",
+    "BatchDownUpScale",
+    "BatchGaussianNoise",
+    "BatchMotionBlur",
+    "DeviceAugmentation",
+    "has_degradations",
+    "resolve_augment_on",
+]
 
 
 #: Largest image side for which ``auto`` augments batches on a CPU: there the
@@ -32,29 +55,271 @@ __all__ = ["CPU_BATCHED_MAX_SIZE", "DeviceAugmentation", "resolve_augment_on"]
 CPU_BATCHED_MAX_SIZE = 64
 
 
-def resolve_augment_on(augment_on: str, accelerator: str, image_size: int) -> str:
+def has_degradations(aug: TransformsConfig) -> bool:
+    """Whether the preset switches on any broadcast degradation (``p > 0``)."""
+    d = aug.degradations
+    specs = (d.zoom, d.downscale, d.motion_blur, d.gaussian_blur, d.noise, d.jpeg)
+    return any(spec.p > 0 for spec in specs)
+
+
+def resolve_augment_on(
+    augment_on: str, accelerator: str, image_size: int, aug: TransformsConfig
+) -> str:
     """``workers`` or ``device`` for a ``data.augment_on`` setting.
+
+    Why degradations stay on the workers on a CPU: measured on this project's
+    2-core CPU (busy), one thread, 64 images, microseconds per image, per-image
+    PIL (workers) / batched (device), each operation alone at ``p = 1``:
+
+    ============== =========== =========== ===========
+    operation      40 px       64 px       96 px
+    ============== =========== =========== ===========
+    digits preset  256 / 166   388 / 388   698 / 982
+    crop           37 / 31     52 / 49     87 / 92
+    zoom           46 / 37     83 / 136    168 / 212
+    downscale      32 / 37     51 / 64     87 / 121
+    motion blur    216 / 43    257 / 127   386 / 110
+    gaussian blur  173 / 12    222 / 30    323 / 77
+    noise          170 / 18    342 / 43    720 / 230
+    jpeg           110 / 183   130 / 302   176 / 1653
+    ============== =========== =========== ===========
+
+    The whole ``broadcast`` preset: 448 / 379 at 40 px (0.84x) and 644 / 752 at
+    64 px (1.17x), against 249 / 154 (0.62x) for ``digits`` at 40 px. The
+    batched path runs in the training process, between the model's steps,
+    while the workers run beside the model: a 16 % saving is not worth that
+    (``digits``' 2.9x is, ``benchmarks/README.md``). kornia's differentiable
+    JPEG is the costly step, 1.7x PIL at 40 px, 9x at 96 px.
 
     Args:
         augment_on: ``auto``, ``workers`` or ``device``.
         accelerator: The Trainer's accelerator as configured (``auto``, ``cpu``,
             ``gpu``, ``cuda``, ``mps``, ...).
         image_size: The training image side (``data.image_size``).
+        aug: The augmentation preset (``data.transforms``).
 
     Returns:
-        For ``auto``: ``device`` when training runs on a GPU (CUDA or MPS), where
-        the batched path costs the GPU almost nothing and frees the loader's CPU
-        cores; on a CPU ``device`` for images up to :data:`CPU_BATCHED_MAX_SIZE`
-        pixels and ``workers`` above, where per-image PIL in the worker
-        processes is as fast and runs beside the model. An explicit
+        For ``auto``: ``workers`` when the preset has a step only that path has
+        (``auto_augment``); otherwise ``device`` when training runs on a GPU
+        (CUDA or MPS), where the batched path costs the GPU almost nothing and
+        frees the loader's CPU cores; on a CPU ``device`` only for images up to
+        :data:`CPU_BATCHED_MAX_SIZE` pixels without degradations, and
+        ``workers`` otherwise, where per-image PIL in the worker processes is as
+        fast or faster and runs beside the model. An explicit
         ``workers``/``device`` is returned as is.
     """
     if augment_on != "auto":
         return augment_on
+    if aug.workers_only_keys():
+        return "workers"
     name = accelerator.strip().lower()
     gpu_available = torch.cuda.is_available() or torch.backends.mps.is_available()
     on_gpu = name in {"gpu", "cuda", "mps"} or (name == "auto" and gpu_available)
-    return "device" if on_gpu or image_size <= CPU_BATCHED_MAX_SIZE else "workers"
+    if on_gpu:
+        return "device"
+    small = image_size <= CPU_BATCHED_MAX_SIZE
+    return "device" if small and not has_degradations(aug) else "workers"
+
+
+def _chosen(count: int, p: float) -> torch.Tensor:
+    """Indices of the samples an operation with probability ``p`` applies to.
+
+    Drawn on the CPU from torch's generator (no device sync, and the same draw
+    on every device for a seed).
+    """
+    if p >= 1.0:
+        return torch.arange(count)
+    return torch.nonzero(torch.rand(count) < p).flatten()
+
+
+def _uniform(count: int, low: float, high: float) -> torch.Tensor:
+    """``count`` CPU float32 values drawn uniformly from ``[low, high]``."""
+    return torch.empty(count).uniform_(low, high)
+
+
+class _PerSample(nn.Module):
+    """Applies :meth:`transform` to each sample with probability ``p``."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Transform the chosen samples of a float ``N x C x H x W`` batch."""
+        chosen = _chosen(len(images), self.p)
+        if len(chosen) == 0:
+            return images
+        chosen = chosen.to(images.device)
+        out = images.clone()
+        out[chosen] = self.transform(images[chosen])
+        return out
+
+    def transform(self, images: torch.Tensor) -> torch.Tensor:
+        """Transform every sample of ``images`` (parameters drawn per sample)."""
+        raise NotImplementedError
+
+
+class BatchDownUpScale(_PerSample):
+    """Batched :class:`~classifier_training.data.degradations.RandomDownUpScale`.
+
+    Per sample: a size factor from ``spec.scale`` and an up-scaling interpolation
+    from ``spec.interpolations``; down-scaling is antialiased bilinear, as on the
+    workers path, ``nearest`` is ``nearest-exact`` (PIL's pixel-centre rule).
+
+    Args:
+        spec: The ``degradations.downscale`` settings.
+    """
+
+    def __init__(self, spec: DownUpScaleSpec) -> None:
+        super().__init__(spec.p)
+        self.scale = spec.scale
+        self.modes = [
+            "nearest-exact" if mode == "nearest" else "bilinear"
+            for mode in spec.interpolations
+        ]
+
+    def transform(self, images: torch.Tensor) -> torch.Tensor:
+        """Down-scale each sample by its factor and back to its size."""
+        height, width = images.shape[-2:]
+        factors = _uniform(len(images), *self.scale).tolist()
+        modes = torch.randint(len(self.modes), (len(images),)).tolist()
+        out = torch.empty_like(images)
+        # One image at a time: each has its own intermediate size.
+        for i, (factor, mode) in enumerate(zip(factors, modes, strict=True)):
+            small = (max(1, round(height * factor)), max(1, round(width * factor)))
+            down = nnf.interpolate(
+                images[i : i + 1], small, mode="bilinear", antialias=True
+            )
+            up_mode = self.modes[mode]
+            extra: dict[str, Any] = (
+                {"align_corners": False} if up_mode == "bilinear" else {}
+            )
+            out[i : i + 1] = nnf.interpolate(
+                down, (height, width), mode=up_mode, **extra
+            )
+        return out
+
+
+class BatchMotionBlur(_PerSample):
+    """Batched :class:`~classifier_training.data.degradations.RandomMotionBlur`.
+
+    Per sample a line kernel (:func:`motion_blur_kernel`, the workers path's) of
+    random length and angle, replicate padding. kornia's ``RandomMotionBlur``
+    shares one kernel size across the batch and draws lines differently, so this
+    one is written here: all kernels, zero-padded to the largest, in one grouped
+    convolution.
+
+    Args:
+        spec: The ``degradations.motion_blur`` settings.
+    """
+
+    def __init__(self, spec: MotionBlurSpec) -> None:
+        super().__init__(spec.p)
+        self.length = spec.length
+        self.angle = spec.angle
+
+    def transform(self, images: torch.Tensor) -> torch.Tensor:
+        """Convolve each sample with its own line kernel."""
+        count, channels, height, width = images.shape
+        lengths = torch.randint(self.length[0], self.length[1] + 1, (count,))
+        angles = _uniform(count, *self.angle)
+        kernels = [
+            motion_blur_kernel(int(n), float(a))
+            for n, a in zip(lengths, angles, strict=True)
+        ]
+        size = max(k.shape[-1] for k in kernels)
+        weight = torch.zeros(count, size, size)
+        for i, k in enumerate(kernels):
+            offset = (size - k.shape[-1]) // 2
+            weight[i, offset : offset + k.shape[-1], offset : offset + k.shape[-1]] = k
+        weight = weight.to(images.device).repeat_interleave(channels, dim=0)
+        pad = size // 2
+        work = nnf.pad(
+            images.reshape(1, count * channels, height, width),
+            (pad, pad, pad, pad),
+            mode="replicate",
+        )
+        out = nnf.conv2d(work, weight.unsqueeze(1), groups=count * channels)
+        return out.reshape(count, channels, height, width)
+
+
+class BatchGaussianNoise(_PerSample):
+    """Batched :class:`~classifier_training.data.degradations.RandomGaussianNoise`.
+
+    Per sample a sigma from ``spec.sigma`` (``[0, 1]`` scale); the result is
+    clipped to ``[0, 1]``, as on the workers path.
+
+    Args:
+        spec: The ``degradations.noise`` settings.
+    """
+
+    def __init__(self, spec: NoiseSpec) -> None:
+        super().__init__(spec.p)
+        self.sigma = spec.sigma
+
+    def transform(self, images: torch.Tensor) -> torch.Tensor:
+        """Add noise with each sample's sigma, clipped to ``[0, 1]``."""
+        sigma = _uniform(len(images), *self.sigma).to(images.device)
+        noise = torch.randn_like(images) * sigma.view(-1, 1, 1, 1)
+        return (images + noise).clamp_(0.0, 1.0)
+
+
+class _ResizedCrop(nn.Module):
+    """kornia's ``RandomResizedCrop`` with the output size of its input."""
+
+    def __init__(self, scale: tuple[float, float], ratio: tuple[float, float]) -> None:
+        super().__init__()
+        self.scale = scale
+        self.ratio = ratio
+        self._crops: dict[tuple[int, int], nn.Module] = {}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Crop a random area of each sample and scale it back to its size."""
+        import kornia.augmentation as K
+
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        if size not in self._crops:
+            self._crops[size] = K.RandomResizedCrop(
+                size, scale=self.scale, ratio=self.ratio, p=1.0
+            )
+        out: torch.Tensor = self._crops[size](images)
+        return out
+
+
+def _degradations(aug: TransformsConfig, fill: torch.Tensor) -> list[nn.Module]:
+    """The enabled degradations, in the workers path's order."""
+    import kornia.augmentation as K
+
+    spec = aug.degradations
+    ops: list[nn.Module] = []
+    if spec.zoom.p > 0:
+        ops.append(
+            K.RandomAffine(
+                degrees=0.0,
+                scale=spec.zoom.scale,
+                resample="bilinear",
+                padding_mode="fill",
+                fill_value=fill,
+                p=spec.zoom.p,
+            )
+        )
+    if spec.downscale.p > 0:
+        ops.append(BatchDownUpScale(spec.downscale))
+    if spec.motion_blur.p > 0:
+        ops.append(BatchMotionBlur(spec.motion_blur))
+    if spec.gaussian_blur.p > 0:
+        size = spec.gaussian_blur.kernel_size
+        ops.append(
+            K.RandomGaussianBlur(
+                (size, size), spec.gaussian_blur.sigma, p=spec.gaussian_blur.p
+            )
+        )
+    if spec.noise.p > 0:
+        ops.append(BatchGaussianNoise(spec.noise))
+    if spec.jpeg.p > 0:
+        low, high = spec.jpeg.quality
+        ops.append(K.RandomJPEG(jpeg_quality=(float(low), float(high)), p=spec.jpeg.p))
+    return ops
 
 
 class DeviceAugmentation(nn.Module):
@@ -76,12 +341,14 @@ class DeviceAugmentation(nn.Module):
         # Imported here: kornia takes a second to import, and only this path needs it.
         import kornia.augmentation as K
 
+        # The workers path fills with the mean colour rounded to uint8.
+        fill = torch.tensor(mean_fill(mean), dtype=torch.float32) / 255.0
         ops: list[nn.Module] = []
         if aug.horizontal_flip_p > 0:
             ops.append(K.RandomHorizontalFlip(p=aug.horizontal_flip_p))
+        if aug.random_resized_crop:
+            ops.append(_ResizedCrop(aug.crop_scale, aug.crop_ratio))
         if has_affine(aug):
-            # The workers path fills with the mean colour rounded to uint8.
-            fill = torch.tensor(mean_fill(mean), dtype=torch.float32) / 255.0
             ops.append(
                 K.RandomAffine(
                     degrees=aug.rotation_degrees,
@@ -102,6 +369,7 @@ class DeviceAugmentation(nn.Module):
             )
         if aug.grayscale_p > 0:
             ops.append(K.RandomGrayscale(p=aug.grayscale_p))
+        ops += _degradations(aug, fill)
         self.augment = nn.Sequential(*ops)
         # After normalisation, value 0 is the mean colour, as on the workers path.
         self.erase = (
