@@ -51,7 +51,7 @@ __all__ = [
 
 #: Largest image side for which ``auto`` augments batches on a CPU: there the
 #: batched path beats per-image PIL (2.9x at 40 px, equal at 96 px) and the whole
-#: training loop runs 9-15 % faster (``benchmarks/README.md``).
+#: training loop runs 5-15 % faster (``benchmarks/README.md``).
 CPU_BATCHED_MAX_SIZE = 64
 
 
