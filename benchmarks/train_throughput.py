@@ -238,7 +238,9 @@ def augmentation_only(data_root: Path, size: int, batch: int) -> dict[str, float
             v2.Normalize(mean=list(config.mean), std=list(config.std)),
         ]
     )
-    device_tf = DeviceAugmentation(config.transforms, config.mean, config.std)
+    device_tf = DeviceAugmentation(
+        config.transforms, config.mean, config.std, config.image_size
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rates: dict[str, float] = {}

@@ -8,9 +8,13 @@ import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import lightning as L
 
 CLASS_COLORS = [
     (220, 30, 30), (30, 200, 40), (30, 60, 220), (230, 210, 20),
@@ -134,3 +138,23 @@ def run_train(
             f"{result.stderr[-5000:]}"
         )
     return result
+
+
+def quiet_trainer(**settings: Any) -> L.Trainer:
+    """A CPU Lightning trainer that writes and prints nothing unless told to.
+
+    Args:
+        **settings: ``L.Trainer`` arguments that replace or add to the quiet ones
+            (no logger, checkpoints, progress bar, model summary or sanity check).
+    """
+    import lightning as L
+
+    quiet: dict[str, Any] = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+    }
+    return L.Trainer(**{**quiet, **settings})

@@ -18,7 +18,7 @@ from classifier_training.config import DataModuleConfig
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.models import ImageClassifier
 from classifier_training.models.optim import warmup_cosine
-from tests.helpers import make_jsonl_dataset
+from tests.helpers import make_jsonl_dataset, quiet_trainer
 
 STEPS_PER_EPOCH = 3  # 18 train images, batch 6
 
@@ -95,14 +95,10 @@ def _model(datamodule: ImageFolderDataModule) -> ImageClassifier:
 
 
 def _trainer(max_epochs: int, callbacks: list[Any]) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
+    return quiet_trainer(
         max_epochs=max_epochs,
         callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
+        enable_checkpointing=True,
         deterministic=True,
     )
 

@@ -6,7 +6,6 @@ import functools
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import pytest
 import torch
 
@@ -15,7 +14,7 @@ from classifier_training.config import ConfigError, DataModuleConfig
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.export import export_onnx
 from classifier_training.models import ImageClassifier
-from tests.helpers import make_jsonl_dataset
+from tests.helpers import make_jsonl_dataset, quiet_trainer
 
 
 def _datamodule(root: Path) -> ImageFolderDataModule:
@@ -41,17 +40,8 @@ def _model(dm: ImageFolderDataModule, **settings: Any) -> ImageClassifier:
 
 def _fit(model: ImageClassifier, dm: ImageFolderDataModule) -> EMACallback:
     ema = EMACallback(decay=0.9)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        num_sanity_val_steps=0,
-        callbacks=[ema],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    trainer = quiet_trainer(
+        max_epochs=1, limit_train_batches=2, limit_val_batches=1, callbacks=[ema]
     )
     trainer.fit(model, datamodule=dm)
     return ema

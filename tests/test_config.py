@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-from classifier_training.config import load_data_config
+from classifier_training.config import DegradationsConfig, load_data_config
 from classifier_training.train import (
     build_callbacks,
     build_loggers,
@@ -184,3 +184,9 @@ def test_transforms_group_switches_augmentation(tmp_path: Path) -> None:
     assert broadcast.data.transforms.degradations.jpeg.p > 0
     tuned = compose_root("train_demo", tmp_path, "data.transforms.hue=0.2")
     assert load_data_config(resolve_data_values(tuned)).transforms.hue == 0.2
+
+
+def test_degradations_are_enabled_by_any_positive_probability() -> None:
+    assert not DegradationsConfig().enabled
+    assert DegradationsConfig(jpeg={"p": 0.1}).enabled
+    assert DegradationsConfig(zoom={"p": 1.0}).enabled

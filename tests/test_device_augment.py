@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -29,7 +28,7 @@ from classifier_training.data.transforms import (
     build_eval_transform,
     build_train_transform,
 )
-from tests.helpers import make_jsonl_dataset
+from tests.helpers import make_jsonl_dataset, quiet_trainer
 
 SIZE = 32
 NATURAL = TransformsConfig(
@@ -114,7 +113,9 @@ def workers_path(config: DataModuleConfig, images: list[Image.Image]) -> torch.T
 
 
 def device_path(config: DataModuleConfig, images: list[Image.Image]) -> torch.Tensor:
-    module = DeviceAugmentation(config.transforms, config.mean, config.std)
+    module = DeviceAugmentation(
+        config.transforms, config.mean, config.std, config.image_size
+    )
     batch = torch.stack([torch.from_numpy(np.asarray(im).copy()) for im in images])
     return module(batch.permute(0, 3, 1, 2).contiguous())
 
@@ -211,7 +212,9 @@ def test_without_augmentation_the_device_path_is_the_eval_preprocessing(
     for aug in (NO_AUGMENTATION, TransformsConfig()):
         config = data_config(aug, tmp_path)
         expected = clean_batch(config, images)
-        module = DeviceAugmentation(config.transforms, config.mean, config.std)
+        module = DeviceAugmentation(
+            config.transforms, config.mean, config.std, config.image_size
+        )
         batch = torch.stack([torch.from_numpy(np.asarray(im).copy()) for im in images])
         out = module(batch.permute(0, 3, 1, 2).contiguous(), augment=False)
         torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
@@ -333,17 +336,8 @@ def test_training_loop_augments_train_batches_on_the_device(tmp_path: Path) -> N
         optimizer=lambda groups: torch.optim.SGD(groups, lr=0.01),
     )
     seen = _Batches()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        num_sanity_val_steps=0,
-        callbacks=[seen],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    trainer = quiet_trainer(
+        max_epochs=1, limit_train_batches=2, limit_val_batches=1, callbacks=[seen]
     )
     trainer.fit(model, datamodule=dm)
     assert len(seen.train) == 2
@@ -637,3 +631,12 @@ def test_evaluation_batches_are_never_augmented(
         torch.testing.assert_close(got["images"], expected)
         # The device hook passes evaluation batches through untouched.
         assert broadcast.on_after_batch_transfer(got, 0)["images"] is got["images"]
+
+
+def test_the_random_resized_crop_needs_the_configured_size() -> None:
+    crop = TransformsConfig(crop_scale=(0.5, 1.0))
+    with pytest.raises(ValueError, match="output size"):
+        DeviceAugmentation(crop, IMAGENET_MEAN, IMAGENET_STD)
+    module = DeviceAugmentation(crop, IMAGENET_MEAN, IMAGENET_STD, size=SIZE)
+    images = torch.randint(0, 256, (4, 3, SIZE, SIZE), dtype=torch.uint8)
+    assert module(images).shape == (4, 3, SIZE, SIZE)

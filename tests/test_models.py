@@ -31,6 +31,7 @@ from classifier_training.models.optim import (
     step_decay,
     warmup_cosine,
 )
+from tests.helpers import quiet_trainer
 
 
 @pytest.mark.parametrize(
@@ -131,14 +132,7 @@ def _fit(model: BaseClassificationModel, max_epochs: int = 2) -> L.Trainer:
             "labels": torch.stack([y for _, y in b]),
         },
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=max_epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=max_epochs)
     trainer.fit(model, train_dataloaders=loader)
     return trainer
 
@@ -297,16 +291,7 @@ class LRRecorder(Callback):
 
 def tiny_trainer(max_epochs: int, callbacks: list[Callback]) -> L.Trainer:
     """A quiet CPU trainer that writes nothing."""
-    return L.Trainer(
-        accelerator="cpu",
-        max_epochs=max_epochs,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    return quiet_trainer(max_epochs=max_epochs, callbacks=callbacks)
 
 
 def random_batches(rows: int, batch_size: int) -> DataLoader[Any]:

@@ -21,6 +21,7 @@ from classifier_training.core.preprocessing import mean_fill
 from classifier_training.data.degradations import RandomDownUpScale, ViaUint8
 from classifier_training.data.transforms import build_train_transform
 from classifier_training.train import resolve_data_values
+from tests.helpers import quiet_trainer
 
 PRESETS = ("digits", "broadcast", "natural", "none")
 
@@ -231,7 +232,6 @@ def test_readme_lists_every_preset() -> None:
 def test_augmentation_preview_shows_mixed_targets(tmp_path: Path) -> None:
     """With CutMix on, the preview's tiles carry two classes with their shares,
     like the batches training sees (one real, tiny fit)."""
-    import lightning as L
 
     from classifier_training.callbacks import AugmentationPreviewCallback
     from classifier_training.data.datamodule import ImageFolderDataModule
@@ -252,15 +252,8 @@ def test_augmentation_preview_shows_mixed_targets(tmp_path: Path) -> None:
         cutmix_alpha=1.0,
     )
     preview = AugmentationPreviewCallback(tmp_path / "run", num_draws=4)
-    trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=1,
-        limit_val_batches=0,
-        callbacks=[preview],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    trainer = quiet_trainer(
+        max_epochs=1, limit_train_batches=1, limit_val_batches=0, callbacks=[preview]
     )
     trainer.fit(model, datamodule=datamodule)
     assert (tmp_path / "run/augmentation_preview.png").is_file()

@@ -213,6 +213,21 @@ class DegradationsConfig(BaseModel):
     noise: NoiseSpec = NoiseSpec()
     jpeg: JpegSpec = JpegSpec()
 
+    @property
+    def enabled(self) -> bool:
+        """Whether any degradation is on (``p > 0``)."""
+        return any(
+            spec.p > 0
+            for spec in (
+                self.zoom,
+                self.downscale,
+                self.motion_blur,
+                self.gaussian_blur,
+                self.noise,
+                self.jpeg,
+            )
+        )
+
 
 class TransformsConfig(_Frozen):
     """Train-time augmentation. Defaults suit digits: no flips, small geometry.

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from loguru import logger
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, default_collate
 
 from classifier_training.config import ConfigError, DataModuleConfig
 from classifier_training.core.contract import (
@@ -133,7 +133,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         if workers_only and config.augment_on == "auto":
             logger.info(f"data.augment_on=auto: workers, for {', '.join(workers_only)}")
         self.device_augmentation: DeviceAugmentation | None = (
-            DeviceAugmentation(config.transforms, config.mean, config.std)
+            DeviceAugmentation(
+                config.transforms, config.mean, config.std, config.image_size
+            )
             if self.augment_on == "device"
             else None
         )
@@ -350,14 +352,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         """
         self._require_setup()
         dataset = self.datasets["train"]
-        samples = [dataset[i] for i in indices]
-        images = torch.stack([s["images"] for s in samples])
-        if self.device_augmentation is not None and images.dtype == torch.uint8:
-            images = self.device_augmentation(images, augment=True)
-        return {
-            "images": images,
-            "labels": torch.tensor([s["labels"] for s in samples], dtype=torch.long),
-        }
+        batch: ClassificationBatch = default_collate([dataset[i] for i in indices])
+        if self.device_augmentation is not None:
+            batch["images"] = self.device_augmentation(batch["images"], augment=True)
+        return batch
 
     def _build_caches(
         self,

@@ -44,22 +44,14 @@ __all__ = [
     "BatchGaussianNoise",
     "BatchMotionBlur",
     "DeviceAugmentation",
-    "has_degradations",
     "resolve_augment_on",
 ]
 
 
 #: Largest image side for which ``auto`` augments batches on a CPU: there the
 #: batched path beats per-image PIL (2.9x at 40 px, equal at 96 px) and the whole
-#: training loop runs 5-15 % faster (``benchmarks/README.md``).
+#: training loop runs 4-15 % faster (``benchmarks/README.md``).
 CPU_BATCHED_MAX_SIZE = 64
-
-
-def has_degradations(aug: TransformsConfig) -> bool:
-    """Whether the preset switches on any broadcast degradation (``p > 0``)."""
-    d = aug.degradations
-    specs = (d.zoom, d.downscale, d.motion_blur, d.gaussian_blur, d.noise, d.jpeg)
-    return any(spec.p > 0 for spec in specs)
 
 
 def resolve_augment_on(
@@ -118,7 +110,7 @@ def resolve_augment_on(
     if on_gpu:
         return "device"
     small = image_size <= CPU_BATCHED_MAX_SIZE
-    return "device" if small and not has_degradations(aug) else "workers"
+    return "device" if small and not aug.degradations.enabled else "workers"
 
 
 def _chosen(count: int, p: float) -> torch.Tensor:
@@ -264,28 +256,6 @@ class BatchGaussianNoise(_PerSample):
         return (images + noise).clamp_(0.0, 1.0)
 
 
-class _ResizedCrop(nn.Module):
-    """kornia's ``RandomResizedCrop`` with the output size of its input."""
-
-    def __init__(self, scale: tuple[float, float], ratio: tuple[float, float]) -> None:
-        super().__init__()
-        self.scale = scale
-        self.ratio = ratio
-        self._crops: dict[tuple[int, int], nn.Module] = {}
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Crop a random area of each sample and scale it back to its size."""
-        import kornia.augmentation as K
-
-        size = (int(images.shape[-2]), int(images.shape[-1]))
-        if size not in self._crops:
-            self._crops[size] = K.RandomResizedCrop(
-                size, scale=self.scale, ratio=self.ratio, p=1.0
-            )
-        out: torch.Tensor = self._crops[size](images)
-        return out
-
-
 def _degradations(aug: TransformsConfig, fill: torch.Tensor) -> list[nn.Module]:
     """The enabled degradations, in the workers path's order."""
     import kornia.augmentation as K
@@ -329,6 +299,10 @@ class DeviceAugmentation(nn.Module):
         aug: The augmentation preset (``data.transforms``), as on the workers path.
         mean: Normalisation mean (RGB, 0-1 scale).
         std: Normalisation standard deviation (RGB, 0-1 scale).
+        size: Image side (``data.image_size``); the random-resized crop's output.
+
+    Raises:
+        ValueError: If the random-resized crop is on and ``size`` is missing.
     """
 
     def __init__(
@@ -336,6 +310,7 @@ class DeviceAugmentation(nn.Module):
         aug: TransformsConfig,
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
+        size: int | None = None,
     ) -> None:
         super().__init__()
         # Imported here: kornia takes a second to import, and only this path needs it.
@@ -347,7 +322,13 @@ class DeviceAugmentation(nn.Module):
         if aug.horizontal_flip_p > 0:
             ops.append(K.RandomHorizontalFlip(p=aug.horizontal_flip_p))
         if aug.random_resized_crop:
-            ops.append(_ResizedCrop(aug.crop_scale, aug.crop_ratio))
+            if size is None:
+                raise ValueError("the random-resized crop needs the output size")
+            ops.append(
+                K.RandomResizedCrop(
+                    (size, size), scale=aug.crop_scale, ratio=aug.crop_ratio, p=1.0
+                )
+            )
         if has_affine(aug):
             ops.append(
                 K.RandomAffine(
