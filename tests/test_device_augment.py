@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from loguru import logger
 from PIL import Image
 
 from classifier_training.config import (
@@ -22,6 +23,7 @@ from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.data.device_transforms import (
     CPU_BATCHED_MAX_SIZE,
     DeviceAugmentation,
+    FilledRandomAffine,
     resolve_augment_on,
 )
 from classifier_training.data.transforms import (
@@ -113,8 +115,13 @@ def workers_path(config: DataModuleConfig, images: list[Image.Image]) -> torch.T
 
 
 def device_path(config: DataModuleConfig, images: list[Image.Image]) -> torch.Tensor:
+    # As training builds it: the colour jitter compiled (data.compile_augmentation).
     module = DeviceAugmentation(
-        config.transforms, config.mean, config.std, config.image_size
+        config.transforms,
+        config.mean,
+        config.std,
+        config.image_size,
+        compile=config.compile_augmentation,
     )
     batch = torch.stack([torch.from_numpy(np.asarray(im).copy()) for im in images])
     return module(batch.permute(0, 3, 1, 2).contiguous())
@@ -220,6 +227,112 @@ def test_without_augmentation_the_device_path_is_the_eval_preprocessing(
         torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
     unaugmented = device_path(data_config(NO_AUGMENTATION, tmp_path), images)
     torch.testing.assert_close(unaugmented, expected, atol=1e-5, rtol=0)
+
+
+def uint8_batch(images: list[Image.Image]) -> torch.Tensor:
+    batch = torch.stack([torch.from_numpy(np.asarray(im).copy()) for im in images])
+    return batch.permute(0, 3, 1, 2).contiguous()
+
+
+def test_compiled_colour_jitter_gives_the_uncompiled_result() -> None:
+    batch = uint8_batch(structured_images(64))
+    outputs = []
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
+    try:
+        for compiled in (False, True):
+            module = DeviceAugmentation(
+                TransformsConfig(), IMAGENET_MEAN, IMAGENET_STD, compile=compiled
+            )
+            torch.manual_seed(3)
+            outputs.append([module(batch) for _ in range(2)])  # compiles, then runs
+    finally:
+        logger.remove(sink)
+    assert warnings == []  # compiled, no fall-back
+    for eager, compiled_out in zip(*outputs, strict=True):
+        assert (eager - batch.float()).abs().mean() > 0  # the batch was augmented
+        torch.testing.assert_close(compiled_out, eager, atol=1e-4, rtol=1e-4)
+
+
+def test_failed_augmentation_compile_warns_and_runs_uncompiled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import kornia.augmentation as K
+
+    def failing_backend(graph: Any, example_inputs: Any) -> Any:
+        raise RuntimeError("no C++ compiler found\nsecond line")
+
+    compile_jitter = K.ColorJitter.compile
+    monkeypatch.setattr(
+        K.ColorJitter,
+        "compile",
+        lambda self: compile_jitter(self, backend=failing_backend),
+    )
+    module = DeviceAugmentation(
+        TransformsConfig(), IMAGENET_MEAN, IMAGENET_STD, compile=True
+    )
+    batch = uint8_batch(structured_images(8))
+    messages: list[str] = []
+    sink = logger.add(lambda message: messages.append(str(message)), level="WARNING")
+    try:
+        first, second = module(batch), module(batch)
+    finally:
+        logger.remove(sink)
+        torch._dynamo.reset()
+    assert len(messages) == 1  # once, on the first batch
+    assert "torch.compile failed" in messages[0]
+    assert "RuntimeError: no C++ compiler found" in messages[0]
+    assert "second line" not in messages[0]
+    assert "data.compile_augmentation=false" in messages[0]
+    for out in (first, second):
+        assert out.shape == batch.shape
+        assert torch.isfinite(out).all()
+    clean = module(batch, augment=False)
+    assert (first - clean).abs().mean() > 0.01  # still augmented
+
+
+def test_data_compile_augmentation_reaches_the_device_path(tmp_path: Path) -> None:
+    for setting in (True, False):
+        config = DataModuleConfig(
+            data_root=tmp_path, image_size=SIZE, compile_augmentation=setting
+        )
+        dm = ImageFolderDataModule(config, arch="resnet18", accelerator="cpu")
+        assert dm.device_augmentation is not None
+        assert dm.device_augmentation._compile_pending is setting
+
+
+@pytest.mark.parametrize(
+    ("affine", "least_moved"),
+    [
+        (  # the digits preset's affine
+            {
+                "degrees": 8.0,
+                "translate": (0.06, 0.06),
+                "scale": (0.9, 1.1),
+                "shear": 5.0,
+                "p": 1.0,
+            },
+            0.9,
+        ),
+        ({"degrees": 0.0, "scale": (0.6, 1.4), "p": 0.5}, 0.25),  # the zoom
+    ],
+)
+def test_filled_affine_equals_kornias_fill_mode(
+    affine: dict[str, Any], least_moved: float
+) -> None:
+    import kornia.augmentation as K
+
+    batch = uint8_batch(structured_images(64)).float() / 255
+    fill = torch.tensor([0.2, 0.5, 0.9])
+    torch.manual_seed(5)
+    expected = K.RandomAffine(
+        resample="bilinear", padding_mode="fill", fill_value=fill, **affine
+    )(batch)
+    torch.manual_seed(5)
+    out = FilledRandomAffine(fill, **affine)(batch)
+    moved = (expected - batch).abs().amax(dim=(1, 2, 3)) > 0.05
+    assert moved.float().mean() >= least_moved  # the warp and its fill did happen
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
 
 
 def test_device_augmentation_refuses_float_batches() -> None:

@@ -45,3 +45,23 @@ def run_command(main: Callable[[], int]) -> int:
 
 class UsageError(ClassifierError):
     """A command-line argument has an impossible value."""
+
+
+def root_cause_line(error: BaseException, limit: int = 300) -> str:
+    """``Type: first line`` of the innermost cause of ``error``.
+
+    torch.compile wraps the real failure (a missing C++ compiler, an unsupported
+    operation) in several layers; a one-line message should name that one.
+
+    Args:
+        error: The exception caught.
+        limit: Most characters kept of the message's first line.
+
+    Returns:
+        The root cause's type name and the first line of its message.
+    """
+    root: BaseException = getattr(error, "inner_exception", None) or error
+    while root.__cause__ is not None:
+        root = root.__cause__
+    lines = str(root).strip().splitlines() or [""]
+    return f"{type(root).__name__}: {lines[0][:limit]}"

@@ -134,7 +134,11 @@ class ImageFolderDataModule(L.LightningDataModule):
             logger.info(f"data.augment_on=auto: workers, for {', '.join(workers_only)}")
         self.device_augmentation: DeviceAugmentation | None = (
             DeviceAugmentation(
-                config.transforms, config.mean, config.std, config.image_size
+                config.transforms,
+                config.mean,
+                config.std,
+                config.image_size,
+                compile=config.compile_augmentation,
             )
             if self.augment_on == "device"
             else None

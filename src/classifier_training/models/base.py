@@ -15,6 +15,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from classifier_training.config import ConfigError
+from classifier_training.core.errors import root_cause_line
 from classifier_training.core.readers import display_name
 from classifier_training.models.mixing import BatchMixer, dominant_labels
 from classifier_training.models.optim import OptimizerFactory, SchedulerFactory
@@ -169,14 +170,9 @@ class BaseClassificationModel(L.LightningModule, ABC):
         try:
             logits: torch.Tensor = self.network(images)
         except Exception as error:
-            # Dynamo wraps the real failure (e.g. a missing C++ compiler).
-            root: BaseException = getattr(error, "inner_exception", None) or error
-            while root.__cause__ is not None:
-                root = root.__cause__
-            lines = str(root).strip().splitlines() or [""]
             raise ConfigError(
                 f"model.compile=true: torch.compile failed on the first batch "
-                f"({type(root).__name__}: {lines[0][:300]}); set model.compile=false"
+                f"({root_cause_line(error)}); set model.compile=false"
             ) from None
         self._check_compiled_call = False
         return logits
@@ -241,9 +237,11 @@ class BaseClassificationModel(L.LightningModule, ABC):
             weight=weight,
             label_smoothing=self.hparams["label_smoothing"],
         )
-        self.train_loss(loss.detach(), weight=labels.numel())
-        self.train_acc(logits.detach(), hard)
-        self.train_acc_top5(logits.detach(), hard)
+        # update(), not a call: only epoch values are logged, and calling a
+        # metric computes the batch's value as well, on every step.
+        self.train_loss.update(loss.detach(), weight=labels.numel())
+        self.train_acc.update(logits.detach(), hard)
+        self.train_acc_top5.update(logits.detach(), hard)
         self.log(
             "train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True
         )
