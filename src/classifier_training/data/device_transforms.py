@@ -54,8 +54,9 @@ __all__ = [
 #: Largest image side for which ``auto`` augments batches on a CPU. With the
 #: colour jitter compiled, the batched ``digits`` preset runs 6.2x faster than
 #: per-image PIL at 40 px, 2.2x at 96 px, 1.3x at 128 px and 0.57x at 224 px (one
-#: thread), and the whole training loop runs 0.97x / 0.98x the plain loop at 40 /
-#: 96 px against 0.87x / 0.93x with PIL in the workers (``benchmarks/README.md``).
+#: thread), and the whole training loop beats PIL in the workers at both sizes:
+#: 0.92x the plain loop at 40 px (median of 11 runs) against 0.82-0.87x, 0.98x
+#: against 0.93x at 96 px (``benchmarks/README.md``).
 CPU_BATCHED_MAX_SIZE = 96
 
 
