@@ -153,8 +153,8 @@ def run_framework(
     compiled: bool,
     args: argparse.Namespace,
     out_dir: Path,
-) -> tuple[float, str]:
-    """Images/s of the framework's training loop, and the path it augmented on."""
+) -> float:
+    """Images/s of the framework's training loop."""
     overrides = [
         *common_overrides(args, compiled),
         *MODES[mode],
@@ -177,7 +177,7 @@ def run_framework(
         enable_model_summary=False,
     )
     trainer.fit(model, datamodule=datamodule)
-    return timer.rate, datamodule.augment_on
+    return timer.rate
 
 
 def plain_loop(
@@ -346,7 +346,7 @@ def main() -> None:
                                 plain_loop(data_root, size, compiled, args)
                             )
                             continue
-                        rate, _ = run_framework(
+                        rate = run_framework(
                             data_root,
                             size,
                             mode,

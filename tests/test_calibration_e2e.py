@@ -19,6 +19,7 @@ import pytest
 
 from classifier_training.core.calibration import expected_calibration_error, softmax
 from classifier_training.core.contract import read_labels_mapping
+from classifier_training.core.readers import read_jsonl_split
 from classifier_training.inference.onnx_classifier import ONNXClassifier
 from classifier_training.synthetic import SynthConfig, generate_dataset
 from tests.helpers import run_train
@@ -62,15 +63,12 @@ def test_temperature_lowers_test_ece_on_a_trained_demo(tmp_path: Path) -> None:
     )
     classifier = ONNXClassifier(out / "model.onnx")
     assert classifier.temperature == pytest.approx(temperature)
-    rows = [
-        json.loads(line)
-        for line in (data / "test" / "annotations.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
+    samples = read_jsonl_split(data / "test")
     index = {name: i for i, name in enumerate(classifier.class_names)}
-    images = [data / "test" / row["image"] for row in rows]
-    labels = np.array([index[row["suffix"]] for row in rows])
-    logits = classifier.predict_logits(classifier.preprocessor.batch(images))
+    labels = np.array([index[sample.label] for sample in samples])
+    logits = classifier.predict_logits(
+        classifier.preprocessor.batch([sample.image for sample in samples])
+    )
     ece_raw = expected_calibration_error(softmax(logits), labels)
     ece_scaled = expected_calibration_error(softmax(logits, temperature), labels)
     assert ece_scaled == pytest.approx(test["ece_after"], abs=0.01)

@@ -216,17 +216,7 @@ class DegradationsConfig(BaseModel):
     @property
     def enabled(self) -> bool:
         """Whether any degradation is on (``p > 0``)."""
-        return any(
-            spec.p > 0
-            for spec in (
-                self.zoom,
-                self.downscale,
-                self.motion_blur,
-                self.gaussian_blur,
-                self.noise,
-                self.jpeg,
-            )
-        )
+        return any(spec.p > 0 for _, spec in self)
 
 
 class TransformsConfig(_Frozen):

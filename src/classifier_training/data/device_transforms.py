@@ -147,6 +147,8 @@ class _PerSample(nn.Module):
         chosen = _chosen(len(images), self.p)
         if len(chosen) == 0:
             return images
+        if len(chosen) == len(images):
+            return self.transform(images)
         chosen = chosen.to(images.device)
         out = images.clone()
         out[chosen] = self.transform(images[chosen])
@@ -412,10 +414,14 @@ class DeviceAugmentation(nn.Module):
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """``(x / 255 - mean) / std`` in float32 (what the eval transform does)."""
+        return self._standardize(images.to(torch.float32) / 255.0)
+
+    def _standardize(self, images: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` of a float batch on the ``[0, 1]`` scale."""
         mean, std = self.mean, self.std
         assert isinstance(mean, torch.Tensor)
         assert isinstance(std, torch.Tensor)
-        return (images.to(torch.float32) / 255.0 - mean) / std
+        return (images - mean) / std
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor, augment: bool = True) -> torch.Tensor:
@@ -469,8 +475,5 @@ class DeviceAugmentation(nn.Module):
     def _augment_batch(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(torch.float32) / 255.0
         x = self.augment(x).clamp_(0.0, 1.0)
-        mean, std = self.mean, self.std
-        assert isinstance(mean, torch.Tensor)
-        assert isinstance(std, torch.Tensor)
-        out: torch.Tensor = self.erase((x - mean) / std)
+        out: torch.Tensor = self.erase(self._standardize(x))
         return out
