@@ -197,10 +197,10 @@ def test_datamodule_cache_matches_uncached_before_augmentation(
         return dm
 
     plain, cached = make("none"), make(mode)
-    assert set(cached.caches) == {"train", "valid", "test"}
+    assert set(cached.caches) == {"train", "val", "test"}
     expected_kind = "ram" if mode == "auto" else mode
     assert cached.summary()["cache"]["train"]["kind"] == expected_kind
-    for split in ("train", "valid", "test"):
+    for split in ("train", "val", "test"):
         a, b = plain.datasets[split], cached.datasets[split]
         for i in range(len(a)):
             left = np.asarray(a.loader(a.samples[i].image))

@@ -259,7 +259,7 @@ def test_confusion_matrix_uses_the_validation_predictions(run: Run) -> None:
             (run.out / f"epoch_{epoch:03d}/confusion_matrix.json").read_text()
         )
         matrix = np.asarray(saved["matrix"])
-        assert matrix.sum() == len(run.datamodule.datasets["valid"])
+        assert matrix.sum() == len(run.datamodule.datasets["val"])
         # Same numbers as the accuracy the model logged for that epoch.
         assert np.trace(matrix) / matrix.sum() == pytest.approx(row["val/acc_top1"])
         assert saved["class_names"] == ["<empty>", "23", "7"]
@@ -374,7 +374,7 @@ def test_read_history_merges_rows_of_an_epoch() -> None:
 
 def test_sample_predictions_show_a_fixed_spread_of_classes(run: Run) -> None:
     callback = run.get(SamplePredictionsCallback)
-    targets = run.datamodule.datasets["valid"].targets
+    targets = run.datamodule.datasets["val"].targets
     fixed = callback._fixed_indices
     assert fixed == set(choose_fixed_indices(targets, 16))
     assert {targets[i] for i in fixed} == {0, 1, 2}  # every class represented
@@ -456,12 +456,12 @@ def test_dataset_statistics(run: Run) -> None:
     stats = json.loads((run.out / "dataset_stats.json").read_text())
     assert stats["num_classes"] == 3
     assert stats["splits"]["train"]["class_counts"] == {"<empty>": 6, "23": 6, "7": 6}
-    assert stats["splits"]["valid"]["rows"] == 9
+    assert stats["splits"]["val"]["rows"] == 9
     assert stats["imbalance_ratio"] == 1.0
     variant = stats["splits"]["train"]["metadata"]["fields"]["variant"]
     assert variant["kind"] == "categorical"
     assert variant["counts"] == {"0": 9, "1": 9}
-    assert stats["excluded_rows"]["valid"]["count"] == 0
+    assert stats["excluded_rows"]["val"]["count"] == 0
 
 
 def test_sampler_distribution(run: Run) -> None:
@@ -566,7 +566,7 @@ def _onnx_logits(path: Path, images: np.ndarray) -> np.ndarray:
 
 
 def test_model_onnx_reproduces_the_best_checkpoint(run: Run) -> None:
-    dataset = run.datamodule.datasets["valid"]
+    dataset = run.datamodule.datasets["val"]
     images = torch.stack([dataset[i]["images"] for i in range(len(dataset))])
     with torch.no_grad():
         expected = load_best(run)(images).numpy()

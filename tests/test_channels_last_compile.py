@@ -59,7 +59,7 @@ def _export_and_verify(
     model: ImageClassifier, dm: ImageFolderDataModule, path: Path
 ) -> None:
     result = export_onnx(
-        model.network, dm.contract, path, verify_images=dm.eval_images("valid", 4)
+        model.network, dm.contract, path, verify_images=dm.eval_images("val", 4)
     )
     assert path.is_file()
     assert result.max_abs_diff <= 1e-4

@@ -49,7 +49,7 @@ def test_clean_dataset_exits_zero(
     }
     # Classes in class_to_idx order: the empty label first.
     assert list(result["splits"]["train"]["classes"]) == ["<empty>", "23", "7"]
-    assert result["layouts"] == {"train": "jsonl", "valid": "jsonl", "test": "jsonl"}
+    assert result["layouts"] == {"train": "jsonl", "val": "jsonl", "test": "jsonl"}
 
 
 def test_leakage_across_and_within_splits(
@@ -74,7 +74,7 @@ def test_leakage_across_and_within_splits(
         str(train_img),
     }
     assert within["cross_split"] is False
-    assert within["splits"] == ["valid"]
+    assert within["splits"] == ["val"]
     severities = sorted(p["severity"] for p in result["problems"])
     assert severities == ["error", "warning"]
 

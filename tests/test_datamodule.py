@@ -37,7 +37,7 @@ def test_jsonl_splits_and_classes(jsonl_root: Path) -> None:
     assert dm.class_names == ["", "23", "7"]
     assert dm.idx_to_class == {0: "", 1: "23", 2: "7"}
     assert {k: len(v) for k, v in dm.datasets.items()} == {
-        "train": 18, "valid": 6, "test": 6,
+        "train": 18, "val": 6, "test": 6,
     }  # fmt: skip
     assert dm.has_test
 
@@ -45,8 +45,8 @@ def test_jsonl_splits_and_classes(jsonl_root: Path) -> None:
 def test_folder_layout_with_val_alias(folder_root: Path) -> None:
     dm = make_dm(folder_root)
     assert dm.class_names == ["cat", "dog", "fox"]
-    assert dm.layouts == {"train": "folder", "valid": "folder", "test": "folder"}
-    assert len(dm.datasets["valid"]) == 6
+    assert dm.layouts == {"train": "folder", "val": "folder", "test": "folder"}
+    assert len(dm.datasets["val"]) == 6
 
 
 def test_batches_have_configured_size_and_dtype(jsonl_root: Path) -> None:
@@ -63,7 +63,7 @@ def test_eval_transform_is_the_documented_preprocessing_and_train_is_random(
     jsonl_root: Path,
 ) -> None:
     dm = make_dm(jsonl_root)
-    val = dm.datasets["valid"]
+    val = dm.datasets["val"]
     # Computed here from the documented recipe: RGB, bilinear resize of the whole
     # crop, scale to [0, 1], ImageNet mean/std, CHW.
     for index in (0, 3):
@@ -107,10 +107,10 @@ def test_unknown_valid_labels_are_excluded_and_reported(tmp_path: Path) -> None:
     root = make_jsonl_dataset(tmp_path / "ds", labels=("1", "2"))
     write_jsonl_split(root / "valid", ["1", "2", "99"], 2, subdir="extra")
     dm = make_dm(root)
-    assert dm.excluded["valid"].count == 2
+    assert dm.excluded["val"].count == 2
     assert dm.excluded["test"].count == 0
-    assert len(dm.datasets["valid"]) == 4 + 4
-    assert dm.summary()["excluded_rows"]["valid"] == {"count": 2, "labels": {"99": 2}}
+    assert len(dm.datasets["val"]) == 4 + 4
+    assert dm.summary()["excluded_rows"]["val"] == {"count": 2, "labels": {"99": 2}}
 
 
 def test_missing_valid_split_is_an_error(jsonl_root: Path) -> None:

@@ -278,9 +278,7 @@ def single_process_loss(checkpoint: Path, data: Path, split: str) -> float:
     datamodule = ImageFolderDataModule(load_data_config(config), arch="resnet18")
     datamodule.setup("fit")
     loader = (
-        datamodule.val_dataloader()
-        if split == "valid"
-        else datamodule.test_dataloader()
+        datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
     )
     total, rows = 0.0, 0
     with torch.no_grad():
@@ -378,7 +376,7 @@ def test_two_processes_write_one_run_once_with_single_process_metrics(
         assert torch.equal(ema[0][key], ema[1][key]), key
 
     # metrics.json (2 ranks, 9 rows per split) = a single-process evaluation.
-    for split, stage in (("valid", "val"), ("test", "test")):
+    for split, stage in (("val", "val"), ("test", "test")):
         out = tmp_path / f"eval_{split}"
         args = ["--model", str(run / "checkpoints/best.ckpt"), "--split", split]
         args += ["--data-root", str(ddp_run.data), "--out", str(out)]

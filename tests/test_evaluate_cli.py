@@ -104,7 +104,7 @@ def test_checkpoint_model_and_default_out(
         ]
     )  # fmt: skip
     assert code == 0
-    summary_file = trained_run.run_dir / "evaluation_valid" / "summary.json"
+    summary_file = trained_run.run_dir / "evaluation_val" / "summary.json"
     summary = json.loads(summary_file.read_text())
     assert summary["num_rows"] == 12
     val_metrics = trained_run.metrics["val"]
@@ -122,7 +122,7 @@ def test_bad_inputs_exit_2_with_named_file(
     root = write_known_split(tmp_path / "data", "jsonl")
     model = str(color_model)
     assert main(["--model", model, "--data-root", str(root), "--split", "valid"]) == 2
-    assert "no valid/ split folder" in capsys.readouterr().err
+    assert "no valid/ (or val/) split folder" in capsys.readouterr().err
     missing = tmp_path / "none.onnx"
     assert main(["--model", str(missing), "--data-root", str(root)]) == 2
     assert f"{missing}: model file not found" in capsys.readouterr().err

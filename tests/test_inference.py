@@ -94,7 +94,7 @@ def test_preprocessing_from_mapping_matches_datamodule(
     mapping_file = write_labels_mapping(datamodule.contract, tmp_path)
     # Only the JSON file is used from here on: the deployment's view.
     preprocessor = Preprocessor.from_contract(read_labels_mapping(mapping_file))
-    dataset = datamodule.datasets["valid"]
+    dataset = datamodule.datasets["val"]
     assert len(dataset) == 6
     for index, sample in enumerate(dataset.samples):
         expected = dataset[index]["images"]

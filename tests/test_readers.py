@@ -113,7 +113,7 @@ def test_unknown_labels_are_excluded_and_counted(jsonl_root: Path) -> None:
 
 def test_find_splits_accepts_val_alias(folder_root: Path) -> None:
     splits = find_splits(folder_root)
-    assert splits["valid"] == folder_root / "val"
+    assert splits["val"] == folder_root / "val"
     assert splits["test"] == folder_root / "test"
 
 

@@ -80,7 +80,7 @@ def test_metrics_json_has_final_numbers(run_dir: Path) -> None:
     for split in ("val", "test"):
         assert set(metrics[split]) >= {"acc_top1", "acc_top5", "loss", "per_class_acc"}
         assert set(metrics[split]["per_class_acc"]) == {"<empty>", "23", "7"}
-    assert metrics["excluded_rows"]["valid"]["count"] == 0
+    assert metrics["excluded_rows"]["val"]["count"] == 0
     assert metrics["wall_time_s"] > 0
     assert metrics["epochs_completed"] == 2
     assert metrics["best_checkpoint"].endswith("best.ckpt")

@@ -176,7 +176,7 @@ def test_folder_layout_problem_names_the_image(folder_root: Path) -> None:
         ("no_train", "no train/ split folder"),
         ("empty_train", "train split has no samples"),
         ("no_valid", "no valid/ (or val/) split folder"),
-        ("empty_valid", "valid split has no samples"),
+        ("empty_valid", "validation split has no samples"),
         ("no_root", "data root folder does not exist"),
     ],
 )

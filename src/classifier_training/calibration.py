@@ -49,8 +49,6 @@ from classifier_training.plots.calibration import plot_reliability
 RELIABILITY_FILE = "reliability_diagram.png"
 #: Gallery of the best checkpoint's most confident mistakes, per split.
 MISTAKES_FILE = "eval/mistakes_{split}.png"
-#: Loader split name of each metrics split.
-LOADER_SPLIT = {"val": "valid", "test": "test"}
 
 
 @torch.inference_mode()
@@ -128,7 +126,7 @@ def write_mistakes(
     limit: int = 16,
 ) -> list[dict[str, Any]]:
     """Draw ``eval/mistakes_<split>.png`` and list the most confident mistakes."""
-    samples = datamodule.split_samples(LOADER_SPLIT[split])
+    samples = datamodule.split_samples(split)
     if len(samples) != len(targets):  # rows replaced at load: no reliable pairing
         return []
     evaluation = Evaluation(
@@ -171,11 +169,11 @@ def calibrate_run(
     model = model.to(device)
     names = list(datamodule.contract.class_names)
     splits: dict[str, tuple[npt.NDArray[Any], npt.NDArray[Any]]] = {}
-    for split, loader_split in LOADER_SPLIT.items():
-        if loader_split == "test" and not datamodule.has_test:
+    for split in ("val", "test"):
+        if split == "test" and not datamodule.has_test:
             continue
         splits[split] = collect_logits(
-            model, full_split_loader(datamodule, loader_split), device
+            model, full_split_loader(datamodule, split), device
         )
     temperature = fit_temperature(*splits["val"])
     result: dict[str, Any] = {"temperature": temperature, "fitted_on": "val"}

@@ -78,7 +78,7 @@ class ONNXExportCallback(Callback):
                 network,
                 data.contract,
                 onnx_path,
-                verify_images=data.eval_images("valid", VERIFY_BATCH),
+                verify_images=data.eval_images("val", VERIFY_BATCH),
                 atol=self.atol,
             )
         except OnnxVerificationError as error:

@@ -22,7 +22,7 @@ from classifier_training.types import TrainingData
 
 JSON_NAME = "dataset_stats.json"
 PNG_NAME = "dataset_stats.png"
-SPLITS = ("train", "valid", "test")
+SPLITS = ("train", "val", "test")
 MAX_CATEGORIES = 30  # more distinct values than this: summarise numbers, cut text
 
 

@@ -117,7 +117,7 @@ class SamplePredictionsCallback(Callback):
             return
         data = training_data(trainer, type(self).__name__)
         class_to_idx = data.contract.class_to_idx
-        targets = [class_to_idx[s.label] for s in data.split_samples("valid")]
+        targets = [class_to_idx[s.label] for s in data.split_samples("val")]
         self._fixed_indices = set(choose_fixed_indices(targets, self.num_fixed))
         contract = data.contract
         self._norm = (

@@ -24,9 +24,12 @@ ANNOTATION_FILE = "annotations.jsonl"
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 )
+#: The splits, by the one name code, metrics and reports use for each. On disk
+#: the validation folder may be called ``valid/`` or ``val/``.
+SPLITS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "train": ("train",),
-    "valid": ("valid", "val"),
+    "val": ("valid", "val"),
     "test": ("test",),
 }
 EMPTY_LABEL_NAME = "<empty>"
@@ -97,6 +100,18 @@ class Sample:
 def display_name(label: str) -> str:
     """Human-readable class name (the empty label is shown as ``<empty>``)."""
     return label if label else EMPTY_LABEL_NAME
+
+
+def canonical_split(name: str) -> str:
+    """The split's one name (``valid`` -> ``val``), for names users type.
+
+    Raises:
+        ValueError: For a name that is no split.
+    """
+    for split, aliases in SPLIT_ALIASES.items():
+        if name == split or name in aliases:
+            return split
+    raise ValueError(f"unknown split {name!r}; expected one of train, val, test")
 
 
 def find_splits(data_root: Path) -> dict[str, Path | None]:

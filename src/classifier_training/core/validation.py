@@ -323,11 +323,11 @@ def _structure_problems(report: DataReport) -> None:
                     f"{[display_name(c) for c in classes]}",
                 )
             )
-    if dirs.get("valid") is None:
+    if dirs.get("val") is None:
         report.problems.append(Problem(str(root), "no valid/ (or val/) split folder"))
-    elif not report.rows.get("valid"):
+    elif not report.rows.get("val"):
         report.problems.append(
-            Problem(str(dirs["valid"]), "valid split has no samples")
+            Problem(str(dirs["val"]), "validation split has no samples")
         )
 
 
@@ -373,7 +373,7 @@ def validate_dataset(
         report.problems.extend(_duplicate_problems(split, samples))
     if unknown_labels and report.rows.get("train"):
         classes = build_class_to_idx(s.label for s in report.rows["train"])
-        for split in ("valid", "test"):
+        for split in ("val", "test"):
             _, excluded = split_known(report.rows.get(split, []), classes)
             for label, count in excluded.labels.items():
                 report.problems.append(

@@ -225,7 +225,7 @@ class ImageFolderDataModule(L.LightningDataModule):
                 f"{self.split_dirs['train']}: need at least 2 classes, found "
                 f"{[display_name(c) for c in self.class_to_idx]}"
             )
-        for split in ("valid", "test"):
+        for split in ("val", "test"):
             if split in rows:
                 rows[split], self.excluded[split] = split_known(
                     rows[split], self.class_to_idx
@@ -530,7 +530,7 @@ class ImageFolderDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader[Any]:
         """Validation batches, in file order."""
         self._require_setup()
-        return self._loader("valid", self._eval_sampler("valid"), shuffle=False)
+        return self._loader("val", self._eval_sampler("val"), shuffle=False)
 
     def test_dataloader(self) -> DataLoader[Any]:
         """Test batches, in file order."""

@@ -51,9 +51,11 @@ from classifier_training.core.metrics import (
 )
 from classifier_training.core.preprocessing import resize_to_input
 from classifier_training.core.readers import (
+    SPLIT_ALIASES,
     DataError,
     ExcludedRows,
     Sample,
+    canonical_split,
     display_name,
     find_splits,
     read_split,
@@ -352,7 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", type=Path, required=True, help=".onnx or .ckpt")
     parser.add_argument("--data-root", type=Path, required=True, help="dataset root")
-    parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    parser.add_argument(
+        "--split",
+        default="test",
+        type=canonical_split,
+        help="train, val (or valid) or test",
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default: "
         "<run folder>/evaluation_<split>: the model's folder, or the run folder "
@@ -378,7 +385,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     classifier = load_classifier(args.model, args.labels_mapping, args.provider)
     split_dir = find_splits(args.data_root)[args.split]
     if split_dir is None:
-        raise DataError(f"{args.data_root}: no {args.split}/ split folder")
+        folders = " (or ".join(f"{name}/" for name in SPLIT_ALIASES[args.split])
+        closing = ")" if len(SPLIT_ALIASES[args.split]) > 1 else ""
+        raise DataError(f"{args.data_root}: no {folders}{closing} split folder")
     samples = read_split(split_dir)
     evaluation = evaluate_samples(classifier, samples, args.batch_size)
     if not evaluation.samples:
