@@ -34,21 +34,22 @@ from classifier_training.core.calibration import (
 )
 from classifier_training.core.contract import (
     CHECKPOINT_STATE_KEY,
-    LABELS_MAPPING_FILE,
     DeploymentContract,
     write_labels_mapping,
 )
 from classifier_training.core.io import atomic_path
 from classifier_training.core.metrics import confusion_counts, per_class_scores
 from classifier_training.core.readers import ExcludedRows, display_name
+from classifier_training.core.run_files import (
+    LABELS_MAPPING_FILE,
+    MISTAKES_FILE,
+    RELIABILITY_FILE,
+    eval_file,
+)
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.inference.evaluate import Evaluation, plot_mistakes
 from classifier_training.plots import save_figure
 from classifier_training.plots.calibration import plot_reliability
-
-RELIABILITY_FILE = "reliability_diagram.png"
-#: Gallery of the best checkpoint's most confident mistakes, per split.
-MISTAKES_FILE = "eval/mistakes_{split}.png"
 
 
 @torch.inference_mode()
@@ -136,7 +137,7 @@ def write_mistakes(
         probs=probs,
         excluded=ExcludedRows(0, {}),
     )
-    plot_mistakes(evaluation, limit, output_dir / MISTAKES_FILE.format(split=split))
+    plot_mistakes(evaluation, limit, output_dir / eval_file(MISTAKES_FILE, split))
     return evaluation.confident_mistakes(limit)
 
 

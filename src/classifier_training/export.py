@@ -32,13 +32,13 @@ from torch import nn
 
 from classifier_training.checkpoints import load_checkpoint
 from classifier_training.core.contract import (
-    LABELS_MAPPING_FILE,
     DeploymentContract,
     write_labels_mapping,
 )
 from classifier_training.core.errors import ClassifierError, run_command
 from classifier_training.core.io import atomic_path
 from classifier_training.core.preprocessing import Preprocessor
+from classifier_training.core.run_files import LABELS_MAPPING_FILE
 from classifier_training.inference.runtime import open_session
 
 MAX_BATCH = 4096

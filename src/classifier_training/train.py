@@ -43,6 +43,7 @@ from classifier_training.config import (
 )
 from classifier_training.core.errors import USER_ERROR_EXIT_CODE, ClassifierError
 from classifier_training.core.io import atomic_path, atomic_write_json
+from classifier_training.core.run_files import METRICS_CSV_FILE, METRICS_FILE
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.models.base import BaseClassificationModel
 from classifier_training.models.factory import default_normalization
@@ -54,9 +55,6 @@ from classifier_training.utils.loggers import (
     log_deployment,
     log_final_metrics,
 )
-
-METRICS_FILE = "metrics.json"
-CSV_METRICS_FILE = "metrics.csv"
 
 
 def register_configs() -> None:
@@ -233,7 +231,7 @@ def continue_metrics_csv(output_dir: Path, ckpt_path: str | None) -> None:
         output_dir: This run's folder (the CSV logger's).
         ckpt_path: The checkpoint the run resumes from, if any.
     """
-    target = output_dir / CSV_METRICS_FILE
+    target = output_dir / METRICS_CSV_FILE
     if not is_rank_zero():  # the other ranks of a DDP run write no files
         return
     if ckpt_path is None:
@@ -241,7 +239,7 @@ def continue_metrics_csv(output_dir: Path, ckpt_path: str | None) -> None:
         return
     if not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path: {ckpt_path} does not exist")
-    source = Path(ckpt_path).resolve().parent.parent / CSV_METRICS_FILE
+    source = Path(ckpt_path).resolve().parent.parent / METRICS_CSV_FILE
     if not source.is_file():
         logger.info(f"resuming without earlier metrics: no {source}")
         return

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
 from classifier_training.core.readers import display_name
+from classifier_training.core.run_files import epoch_folder
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.types import TrainingData
 
@@ -26,7 +27,7 @@ def should_write(trainer: L.Trainer) -> bool:
 
 def epoch_dir(output_dir: Path, epoch: int) -> Path:
     """The per-epoch artifact folder ``epoch_XXX`` (zero-based epoch, 3 digits)."""
-    return output_dir / f"epoch_{epoch:03d}"
+    return output_dir / epoch_folder(epoch)
 
 
 def best_checkpoint_callback(callbacks: list[Any]) -> ModelCheckpoint | None:

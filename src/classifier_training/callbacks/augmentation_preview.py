@@ -14,13 +14,12 @@ from classifier_training.callbacks._common import (
     should_write,
 )
 from classifier_training.callbacks.visualization import _to_uint8, choose_fixed_indices
+from classifier_training.core.run_files import AUGMENTATION_PREVIEW_FILE
 from classifier_training.plots import (
     AugmentedTile,
     render_augmentation_grid,
     save_image,
 )
-
-PNG_NAME = "augmentation_preview.png"
 
 
 class AugmentationPreviewCallback(Callback):
@@ -70,7 +69,7 @@ class AugmentationPreviewCallback(Callback):
             f"training images as the network sees them ({self.num_draws} draws each)",
             tile=self.tile,
         )
-        save_image(grid, self.output_dir / PNG_NAME)
+        save_image(grid, self.output_dir / AUGMENTATION_PREVIEW_FILE)
 
     def preview_rows(
         self,

@@ -17,11 +17,14 @@ from classifier_training.callbacks._common import (
     should_write,
 )
 from classifier_training.core.io import atomic_write_json
+from classifier_training.core.run_files import (
+    CONFUSION_JSON,
+    CONFUSION_PNG,
+    EVAL_DIR,
+    per_split,
+)
 from classifier_training.plots import plot_confusion_matrix, save_figure, top_confusions
 from classifier_training.utils.loggers import log_image
-
-PNG_NAME = "confusion_matrix.png"
-JSON_NAME = "confusion_matrix.json"
 
 
 class ConfusionMatrixCallback(Callback):
@@ -60,7 +63,9 @@ class ConfusionMatrixCallback(Callback):
         if is_fitting(trainer):
             if self._due(trainer):
                 folder = epoch_dir(self.output_dir, trainer.current_epoch)
-                self._write(trainer, pl_module, "val", folder, PNG_NAME, JSON_NAME)
+                self._write(
+                    trainer, pl_module, "val", folder, CONFUSION_PNG, CONFUSION_JSON
+                )
         else:
             self._write_eval(trainer, pl_module, "val")
 
@@ -72,14 +77,14 @@ class ConfusionMatrixCallback(Callback):
     def _write_eval(
         self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str
     ) -> None:
-        folder = self.output_dir / "eval"
+        folder = self.output_dir / EVAL_DIR
         self._write(
             trainer,
             pl_module,
             stage,
             folder,
-            f"confusion_matrix_{stage}.png",
-            f"confusion_matrix_{stage}.json",
+            per_split(CONFUSION_PNG, stage),
+            per_split(CONFUSION_JSON, stage),
         )
 
     def _write(

@@ -13,9 +13,8 @@ from torch import nn
 
 from classifier_training.callbacks._common import should_write, training_data
 from classifier_training.core.io import atomic_write_json
+from classifier_training.core.run_files import MODEL_INFO_FILE
 from classifier_training.plots import print_model_table
-
-JSON_NAME = "model_info.json"
 
 
 def summarize_model(pl_module: L.LightningModule, image_size: int) -> ModelSummary:
@@ -106,5 +105,5 @@ class ModelInfoCallback(Callback):
             "precision": str(trainer.precision),
             **describe_model(pl_module, contract.image_size),
         }
-        atomic_write_json(self.output_dir / JSON_NAME, info)
+        atomic_write_json(self.output_dir / MODEL_INFO_FILE, info)
         print_model_table(info)

@@ -16,10 +16,9 @@ from classifier_training.callbacks._common import (
     training_data,
 )
 from classifier_training.checkpoints import load_network_weights
-from classifier_training.core.contract import LABELS_MAPPING_FILE, write_labels_mapping
+from classifier_training.core.contract import write_labels_mapping
+from classifier_training.core.run_files import LABELS_MAPPING_FILE, MODEL_ONNX
 from classifier_training.export import VERIFY_BATCH, OnnxVerificationError, export_onnx
-
-ONNX_FILE = "model.onnx"
 
 
 def best_checkpoint_path(trainer: L.Trainer) -> Path | None:
@@ -72,7 +71,7 @@ class ONNXExportCallback(Callback):
             network = load_network_weights(copy.deepcopy(network).cpu(), best)
         else:
             logger.warning("no best checkpoint: exporting the final (EMA) weights")
-        onnx_path = self.output_dir / ONNX_FILE
+        onnx_path = self.output_dir / MODEL_ONNX
         try:
             result = export_onnx(
                 network,

@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 from loguru import logger
 
 from classifier_training.callbacks._common import is_fitting, should_write
+from classifier_training.core.run_files import HISTORY_PLOTS
 from classifier_training.plots import (
     plot_learning_rate,
     plot_metric_curves,
@@ -126,9 +127,10 @@ class TrainingHistoryCallback(Callback):
             return
         with path.open(newline="", encoding="utf-8") as handle:
             epochs, lr_points = read_history(csv.DictReader(handle))
-        for plot in ("loss", "accuracy"):
+        loss, accuracy, learning_rate = HISTORY_PLOTS
+        for plot in (loss, accuracy):
             figure = plot_metric_curves(epochs, plot, plot)
             save_figure(figure, self.output_dir / f"{plot}.png")
         save_figure(
-            plot_learning_rate(lr_points), self.output_dir / "learning_rate.png"
+            plot_learning_rate(lr_points), self.output_dir / f"{learning_rate}.png"
         )

@@ -20,11 +20,9 @@ from classifier_training.callbacks._common import (
 )
 from classifier_training.core.io import atomic_write_json
 from classifier_training.core.readers import display_name
+from classifier_training.core.run_files import SAMPLER_JSON, SAMPLER_PNG
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.plots import save_figure
-
-JSON_NAME = "sampler_distribution.json"
-PNG_NAME = "sampler_distribution.png"
 
 
 def drift_test(
@@ -169,7 +167,7 @@ class SamplerDistributionCallback(Callback):
             datamodule.datasets["train"].targets, len(names)
         ).numpy()
         atomic_write_json(
-            self.output_dir / JSON_NAME,
+            self.output_dir / SAMPLER_JSON,
             {
                 "class_names": names,
                 "expected_share": [round(float(s), 6) for s in shares],
@@ -203,7 +201,7 @@ class SamplerDistributionCallback(Callback):
         figure.subplots_adjust(
             left=0.6 / width + 0.02, right=0.99, top=0.88, bottom=0.25
         )
-        save_figure(figure, self.output_dir / PNG_NAME)
+        save_figure(figure, self.output_dir / SAMPLER_PNG)
 
     def state_dict(self) -> dict[str, Any]:
         """Per-epoch records (saved in checkpoints)."""

@@ -17,11 +17,10 @@ from classifier_training.callbacks._common import (
     training_data,
 )
 from classifier_training.core.io import atomic_write_json
+from classifier_training.core.run_files import DATASET_STATS_JSON, DATASET_STATS_PNG
 from classifier_training.plots import plot_class_counts, print_statistics, save_figure
 from classifier_training.types import TrainingData
 
-JSON_NAME = "dataset_stats.json"
-PNG_NAME = "dataset_stats.png"
 SPLITS = ("train", "val", "test")
 MAX_CATEGORIES = 30  # more distinct values than this: summarise numbers, cut text
 
@@ -169,6 +168,6 @@ class DatasetStatisticsCallback(Callback):
         if not should_write(trainer):
             return
         stats = dataset_statistics(training_data(trainer, type(self).__name__))
-        atomic_write_json(self.output_dir / JSON_NAME, stats)
-        save_figure(plot_class_counts(stats), self.output_dir / PNG_NAME)
+        atomic_write_json(self.output_dir / DATASET_STATS_JSON, stats)
+        save_figure(plot_class_counts(stats), self.output_dir / DATASET_STATS_PNG)
         print_statistics(stats)

@@ -20,10 +20,9 @@ from classifier_training.callbacks._common import (
     should_write,
     training_data,
 )
+from classifier_training.core.run_files import SAMPLE_PREDICTIONS_FILE
 from classifier_training.plots import GridTile, render_grid, save_image
 from classifier_training.utils.loggers import log_image
-
-PNG_NAME = "sample_predictions.png"
 
 
 def choose_fixed_indices(targets: Sequence[int], count: int) -> list[int]:
@@ -195,6 +194,8 @@ class SamplePredictionsCallback(Callback):
             tile=self.tile,
             columns=self.columns,
         )
-        path = epoch_dir(self.output_dir, trainer.current_epoch) / PNG_NAME
+        path = (
+            epoch_dir(self.output_dir, trainer.current_epoch) / SAMPLE_PREDICTIONS_FILE
+        )
         save_image(grid, path)
         log_image(trainer.loggers, "val/sample_predictions", path, trainer.global_step)

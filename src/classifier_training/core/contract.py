@@ -48,12 +48,11 @@ from classifier_training.core.preprocessing import (
     ResizeMode,
     mean_fill,
 )
+from classifier_training.core.run_files import CHECKPOINTS_DIR, LABELS_MAPPING_FILE
 
 FORMAT_VERSION = 3
 #: Format versions this code reads (1: before the contract; 2: no temperature).
 READABLE_VERSIONS = (2, 3)
-LABELS_MAPPING_FILE = "labels_mapping.json"
-CHECKPOINTS_DIR = "checkpoints"
 #: Key of the contract in the data module's checkpoint state (Lightning stores that
 #: state under the data module's class name).
 CHECKPOINT_STATE_KEY = "deployment_contract"

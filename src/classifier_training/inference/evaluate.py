@@ -61,6 +61,11 @@ from classifier_training.core.readers import (
     read_split,
     split_known,
 )
+from classifier_training.core.run_files import (
+    CONFUSION_PNG,
+    MISTAKES_FILE,
+    SUMMARY_FILE,
+)
 from classifier_training.inference import load_classifier
 from classifier_training.inference.base import Classifier
 from classifier_training.plots import (
@@ -74,10 +79,6 @@ from classifier_training.plots import (
     top_confusions,
 )
 from classifier_training.report import build_evaluation_report
-
-SUMMARY_FILE = "summary.json"
-CONFUSION_FILE = "confusion_matrix.png"
-GALLERY_FILE = "mistakes.png"
 
 
 @dataclass
@@ -339,8 +340,8 @@ def write_report(
         f"{where}confusion matrix: {len(evaluation.samples)} rows, "
         f"top-1 {summary['top1']:.2%}"
     )
-    save_figure(plot_confusion_matrix(matrix, names, title), out_dir / CONFUSION_FILE)
-    plot_mistakes(evaluation, gallery, out_dir / GALLERY_FILE)
+    save_figure(plot_confusion_matrix(matrix, names, title), out_dir / CONFUSION_PNG)
+    plot_mistakes(evaluation, gallery, out_dir / MISTAKES_FILE)
     atomic_write_json(out_dir / SUMMARY_FILE, summary)
     build_evaluation_report(out_dir, summary)
     return summary

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from classifier_training.core.errors import run_command
+from classifier_training.core.run_files import METRICS_FILE, SUMMARY_FILE
 from classifier_training.report.evaluation import build_evaluation_report
 from classifier_training.report.run import ReportError, build_run_report, read_json
 
@@ -24,9 +25,9 @@ def build_report(folder: Path) -> Path:
     """
     if not folder.is_dir():
         raise ReportError(f"{folder}: folder not found")
-    if (folder / "metrics.json").is_file():
+    if (folder / METRICS_FILE).is_file():
         return build_run_report(folder)
-    summary = read_json(folder / "summary.json")
+    summary = read_json(folder / SUMMARY_FILE)
     if summary:
         return build_evaluation_report(folder, summary)
     raise ReportError(

@@ -8,6 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from classifier_training.core.io import atomic_write_text
+from classifier_training.core.run_files import (
+    CONFUSION_PNG,
+    MISTAKES_FILE,
+    REPORT_FILE,
+    SUMMARY_FILE,
+)
 from classifier_training.report.html import esc, figure, fmt, page, pct, table
 from classifier_training.report.sections import (
     mistakes_table,
@@ -16,7 +22,6 @@ from classifier_training.report.sections import (
     temperature_note,
 )
 
-REPORT_FILE = "report.html"
 #: Anchors of the evaluation page's sections, in order.
 EVALUATION_SECTIONS = (
     "overview",
@@ -85,17 +90,17 @@ def render_evaluation_report(out_dir: Path, summary: Mapping[str, Any]) -> str:
     split = str(summary.get("split", "?"))
     files = [
         f'<li><a href="{name}">{name}</a></li>'
-        for name in ("summary.json", "confusion_matrix.png", "mistakes.png")
+        for name in (SUMMARY_FILE, CONFUSION_PNG, MISTAKES_FILE)
         if (out_dir / name).is_file()
     ]
     sections = [
         ("overview", "Overview", _overview(summary)),
         ("per-class", "Per class", per_class_table(summary.get("per_class") or {})),
         ("confusion", "Confusion matrix", figure(
-            out_dir / "confusion_matrix.png", f"{split} confusion matrix"
+            out_dir / CONFUSION_PNG, f"{split} confusion matrix"
         )),
         ("mistakes", "Most confident mistakes", figure(
-            out_dir / "mistakes.png", "most confident mistakes"
+            out_dir / MISTAKES_FILE, "most confident mistakes"
         ) + mistakes_table(summary.get("confident_mistakes") or [])),
         ("calibration", "Calibration", _calibration(summary)),
         ("files", "Files", "<ul>" + "".join(files) + "</ul>"),

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from classifier_training.core import run_files as rf
 from classifier_training.core.errors import ClassifierError
 from classifier_training.core.io import atomic_write_text
 from classifier_training.report.html import (
@@ -35,7 +36,6 @@ from classifier_training.report.sections import (
     temperature_note,
 )
 
-REPORT_FILE = "report.html"
 #: Anchors of the run page's sections, in order (tests check them all).
 RUN_SECTIONS = (
     "command",
@@ -52,16 +52,22 @@ RUN_SECTIONS = (
 )
 #: Files the page links to (relative), when the run has them.
 LINKED_FILES = (
-    ("model.onnx", "ONNX model (raw logits)"),
-    ("labels_mapping.json", "deployment contract: classes, preprocessing, temperature"),
-    ("checkpoints/best.ckpt", "best checkpoint (EMA weights, carries the contract)"),
-    ("checkpoints/last.ckpt", "last checkpoint (resume from it)"),
-    ("metrics.json", "final metrics"),
-    ("metrics.csv", "per-epoch metrics"),
-    ("dataset_stats.json", "dataset statistics"),
-    ("model_info.json", "model information"),
-    ("train.log", "console log"),
-    (".hydra/config.yaml", "composed config"),
+    (rf.MODEL_ONNX, "ONNX model (raw logits)"),
+    (
+        rf.LABELS_MAPPING_FILE,
+        "deployment contract: classes, preprocessing, temperature",
+    ),
+    (
+        rf.checkpoint_file(rf.BEST_CHECKPOINT),
+        "best checkpoint (EMA weights, carries the contract)",
+    ),
+    (rf.checkpoint_file(rf.LAST_CHECKPOINT), "last checkpoint (resume from it)"),
+    (rf.METRICS_FILE, "final metrics"),
+    (rf.METRICS_CSV_FILE, "per-epoch metrics"),
+    (rf.DATASET_STATS_JSON, "dataset statistics"),
+    (rf.MODEL_INFO_FILE, "model information"),
+    (rf.TRAIN_LOG_FILE, "console log"),
+    (rf.CONFIG_FILE, "composed config"),
 )
 
 
@@ -81,7 +87,7 @@ def read_json(path: Path) -> dict[str, Any]:
 def command_line(run_dir: Path) -> str:
     """The run's command, rebuilt from Hydra's record (``.hydra/hydra.yaml``)."""
     try:
-        record = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())
+        record = yaml.safe_load((run_dir / rf.HYDRA_FILE).read_text())
         hydra = record["hydra"]
         overrides = list(hydra["overrides"]["task"])
         config_name = hydra["job"]["config_name"]
@@ -91,7 +97,7 @@ def command_line(run_dir: Path) -> str:
 
 
 def _command_section(run_dir: Path) -> str:
-    config = run_dir / ".hydra" / "config.yaml"
+    config = run_dir / rf.CONFIG_FILE
     text = config.read_text(encoding="utf-8") if config.is_file() else "(missing)"
     return (
         f"<pre>{esc(command_line(run_dir))}</pre>"
@@ -132,7 +138,7 @@ def _metrics_section(metrics: dict[str, Any]) -> str:
 
 def _data_section(run_dir: Path, metrics: dict[str, Any]) -> str:
     data = metrics.get("data") or {}
-    stats = read_json(run_dir / "dataset_stats.json")
+    stats = read_json(run_dir / rf.DATASET_STATS_JSON)
     excluded = metrics.get("excluded_rows") or {}
     rows = []
     for split, info in (data.get("splits") or {}).items():
@@ -171,8 +177,8 @@ def _data_section(run_dir: Path, metrics: dict[str, Any]) -> str:
         + "".join(f"<p>{line}</p>" for line in lines)
         + figures(
             [
-                (run_dir / "dataset_stats.png", "class balance per split"),
-                (run_dir / "sampler_distribution.png", "classes drawn by the sampler"),
+                (run_dir / rf.DATASET_STATS_PNG, "class balance per split"),
+                (run_dir / rf.SAMPLER_PNG, "classes drawn by the sampler"),
             ]
         )
     )
@@ -196,40 +202,40 @@ def _per_class_section(metrics: dict[str, Any]) -> str:
 
 
 def _last_epoch_dir(run_dir: Path) -> Path | None:
-    epochs = sorted(run_dir.glob("epoch_[0-9][0-9][0-9]"))
+    epochs = sorted(run_dir.glob(rf.EPOCH_GLOB))
     return epochs[-1] if epochs else None
 
 
 def _confusion_section(run_dir: Path) -> str:
     for split in ("test", "val"):
-        path = run_dir / "eval" / f"confusion_matrix_{split}.png"
+        path = run_dir / rf.eval_file(rf.CONFUSION_PNG, split)
         if path.is_file():
             return figure(path, f"{split} confusion matrix of the best checkpoint")
     last = _last_epoch_dir(run_dir)
-    if last is not None and (last / "confusion_matrix.png").is_file():
-        return figure(last / "confusion_matrix.png", f"{last.name}: validation")
+    if last is not None and (last / rf.CONFUSION_PNG).is_file():
+        return figure(last / rf.CONFUSION_PNG, f"{last.name}: validation")
     return '<p class="note">no confusion matrix found.</p>'
 
 
 def _mistakes_section(run_dir: Path, metrics: dict[str, Any]) -> str:
     for split in ("test", "val"):
-        path = run_dir / "eval" / f"mistakes_{split}.png"
+        path = run_dir / rf.eval_file(rf.MISTAKES_FILE, split)
         if path.is_file():
             listed = (metrics.get(split) or {}).get("confident_mistakes") or []
             return figure(
                 path, f"{split}: most confident mistakes of the best checkpoint"
             ) + mistakes_table(listed)
     last = _last_epoch_dir(run_dir)
-    if last is not None and (last / "sample_predictions.png").is_file():
+    if last is not None and (last / rf.SAMPLE_PREDICTIONS_FILE).is_file():
         return figure(
-            last / "sample_predictions.png",
+            last / rf.SAMPLE_PREDICTIONS_FILE,
             f"{last.name}: fixed validation images and most confident mistakes",
         )
     return '<p class="note">no mistakes gallery found.</p>'
 
 
 def _augmentation_section(run_dir: Path) -> str:
-    path = run_dir / "augmentation_preview.png"
+    path = run_dir / rf.AUGMENTATION_PREVIEW_FILE
     if path.is_file():
         return figure(path, "training images after augmentation")
     return '<p class="note">no augmentation_preview.png in this run.</p>'
@@ -254,8 +260,8 @@ def _calibration_section(run_dir: Path, metrics: dict[str, Any]) -> str:
 
 
 def _model_section(run_dir: Path) -> str:
-    info = read_json(run_dir / "model_info.json")
-    mapping = read_json(run_dir / "labels_mapping.json")
+    info = read_json(run_dir / rf.MODEL_INFO_FILE)
+    mapping = read_json(run_dir / rf.LABELS_MAPPING_FILE)
     if not info and not mapping:
         return '<p class="note">no model_info.json or labels_mapping.json.</p>'
     size = info.get("image_size", mapping.get("image_size", "-"))
@@ -294,7 +300,7 @@ def render_run_report(run_dir: Path) -> str:
     Raises:
         ReportError: If the folder has no ``metrics.json`` (not a finished run).
     """
-    metrics = read_json(run_dir / "metrics.json")
+    metrics = read_json(run_dir / rf.METRICS_FILE)
     if not metrics:
         raise ReportError(
             f"{run_dir}: no readable metrics.json; not a finished training run "
@@ -306,8 +312,7 @@ def render_run_report(run_dir: Path) -> str:
         ("data", "Data", _data_section(run_dir, metrics)),
         ("per-class", "Per class", _per_class_section(metrics)),
         ("curves", "Training curves", figures(
-            (run_dir / "training_history" / f"{name}.png", name)
-            for name in ("loss", "accuracy", "learning_rate")
+            (run_dir / rf.history_file(name), name) for name in rf.HISTORY_PLOTS
         )),
         ("confusion", "Confusion matrix", _confusion_section(run_dir)),
         ("mistakes", "Most confident mistakes", _mistakes_section(run_dir, metrics)),
@@ -338,4 +343,4 @@ def build_run_report(run_dir: Path) -> Path:
     Raises:
         ReportError: If the folder is not a finished run.
     """
-    return atomic_write_text(run_dir / REPORT_FILE, render_run_report(run_dir))
+    return atomic_write_text(run_dir / rf.REPORT_FILE, render_run_report(run_dir))

@@ -25,8 +25,14 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from loguru import logger
 from PIL import Image
 
+from classifier_training.core.run_files import (
+    LABELS_MAPPING_FILE,
+    MODEL_ONNX,
+    REPORT_FILE,
+)
+
 #: Files of the W&B model artifact (those present are added).
-ARTIFACT_FILES = ("model.onnx", "labels_mapping.json", "report.html")
+ARTIFACT_FILES = (MODEL_ONNX, LABELS_MAPPING_FILE, REPORT_FILE)
 
 
 def wandb_has_credentials() -> bool:

@@ -1,0 +1,84 @@
+"""The names of a run folder's files: the one place each is spelled.
+
+A run folder (``outputs/YYYY-MM-DD/HH-MM-SS``, the seed's layout) is an interface:
+downstream pipelines read ``model.onnx`` and ``labels_mapping.json``, the report
+reads everything else. Writers and readers import the names from here::
+
+    RUN/
+    ├── .hydra/config.yaml, hydra.yaml   composed config, the command
+    ├── checkpoints/best.ckpt, last.ckpt
+    ├── model.onnx, labels_mapping.json  deployment
+    ├── metrics.json, metrics.csv        final and per-epoch metrics
+    ├── report.html, train.log
+    ├── dataset_stats.{json,png}, model_info.json, augmentation_preview.png,
+    │   sampler_distribution.{json,png}, reliability_diagram.png
+    ├── epoch_XXX/confusion_matrix.{png,json}, sample_predictions.png
+    ├── eval/confusion_matrix_<split>.png, mistakes_<split>.png
+    └── training_history/<metric>.png
+
+An evaluation folder (``classifier-evaluate``) holds ``summary.json``,
+``confusion_matrix.png``, ``mistakes.png`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+HYDRA_DIR = ".hydra"
+CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
+HYDRA_FILE = f"{HYDRA_DIR}/hydra.yaml"
+CHECKPOINTS_DIR = "checkpoints"
+BEST_CHECKPOINT = "best.ckpt"
+LAST_CHECKPOINT = "last.ckpt"
+MODEL_ONNX = "model.onnx"
+LABELS_MAPPING_FILE = "labels_mapping.json"
+METRICS_FILE = "metrics.json"
+METRICS_CSV_FILE = "metrics.csv"
+REPORT_FILE = "report.html"
+TRAIN_LOG_FILE = "train.log"
+DATASET_STATS_JSON = "dataset_stats.json"
+DATASET_STATS_PNG = "dataset_stats.png"
+MODEL_INFO_FILE = "model_info.json"
+AUGMENTATION_PREVIEW_FILE = "augmentation_preview.png"
+SAMPLER_JSON = "sampler_distribution.json"
+SAMPLER_PNG = "sampler_distribution.png"
+RELIABILITY_FILE = "reliability_diagram.png"
+CONFUSION_PNG = "confusion_matrix.png"
+CONFUSION_JSON = "confusion_matrix.json"
+SAMPLE_PREDICTIONS_FILE = "sample_predictions.png"
+MISTAKES_FILE = "mistakes.png"
+#: The evaluation of the best checkpoint at the end of training.
+EVAL_DIR = "eval"
+HISTORY_DIR = "training_history"
+#: The curves drawn into ``training_history/`` (``<name>.png``).
+HISTORY_PLOTS = ("loss", "accuracy", "learning_rate")
+#: ``classifier-evaluate``'s summary (its folder's ``metrics.json``).
+SUMMARY_FILE = "summary.json"
+#: Glob that matches the per-epoch folders (:func:`epoch_folder`).
+EPOCH_GLOB = "epoch_[0-9][0-9][0-9]"
+
+
+def epoch_folder(epoch: int) -> str:
+    """The per-epoch folder's name (``epoch_007``)."""
+    return f"epoch_{epoch:03d}"
+
+
+def per_split(name: str, split: str) -> str:
+    """``name`` of one split (``mistakes.png`` -> ``mistakes_val.png``)."""
+    path = PurePosixPath(name)
+    return f"{path.stem}_{split}{path.suffix}"
+
+
+def eval_file(name: str, split: str) -> str:
+    """A file of the end-of-training evaluation (``eval/mistakes_test.png``)."""
+    return f"{EVAL_DIR}/{per_split(name, split)}"
+
+
+def checkpoint_file(name: str) -> str:
+    """A checkpoint's path inside the run folder (``checkpoints/best.ckpt``)."""
+    return f"{CHECKPOINTS_DIR}/{name}"
+
+
+def history_file(name: str) -> str:
+    """One training-history curve's file (``training_history/loss.png``)."""
+    return f"{HISTORY_DIR}/{name}.png"
