@@ -33,6 +33,8 @@ SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
     "test": ("test",),
 }
 EMPTY_LABEL_NAME = "<empty>"
+#: A classifier needs two classes at least (the one place this rule is stated).
+MIN_CLASSES = 2
 
 Layout = Literal["jsonl", "folder"]
 
@@ -95,6 +97,17 @@ class Sample:
         return (
             f"{self.source}:{self.line}" if self.line is not None else str(self.image)
         )
+
+
+def too_few_classes(class_names: Iterable[str]) -> str | None:
+    """Why ``class_names`` cannot train a classifier, or ``None`` when they can."""
+    names = sorted(set(class_names))
+    if len(names) >= MIN_CLASSES:
+        return None
+    return (
+        f"need at least {MIN_CLASSES} classes, found "
+        f"{[display_name(name) for name in names]}"
+    )
 
 
 def display_name(label: str) -> str:
