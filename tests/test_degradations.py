@@ -15,13 +15,13 @@ from pydantic import ValidationError
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from classifier_training.data.augmentations import build_degradations
 from classifier_training.data.degradations import (
     DegradationsConfig,
     RandomDownUpScale,
     RandomGaussianNoise,
     RandomMotionBlur,
     ViaUint8,
-    build_degradations,
     motion_blur_kernel,
 )
 
@@ -256,3 +256,46 @@ def test_transform_constructors_reject_bad_ranges() -> None:
         RandomMotionBlur(length=(5, 3))
     with pytest.raises(ValueError, match="sigma"):
         RandomGaussianNoise(sigma=(-0.1, 0.1))
+
+
+@pytest.mark.parametrize(
+    ("make", "data"),
+    [
+        (
+            lambda: RandomDownUpScale(scale=(0.5, 1.5)),
+            {"downscale": {"scale": (0.5, 1.5)}},
+        ),
+        (
+            lambda: RandomDownUpScale(interpolations=("bicubic",)),
+            {"downscale": {"interpolations": ("bicubic",)}},
+        ),
+        (lambda: RandomMotionBlur(length=(0, 3)), {"motion_blur": {"length": (0, 3)}}),
+        (
+            lambda: RandomMotionBlur(angle=(90.0, 0.0)),
+            {"motion_blur": {"angle": (90.0, 0.0)}},
+        ),
+        (
+            lambda: RandomGaussianNoise(sigma=(0.2, 0.1)),
+            {"noise": {"sigma": (0.2, 0.1)}},
+        ),
+    ],
+)
+def test_transforms_reject_what_the_config_rejects_with_its_message(
+    make: Callable[[], v2.Transform], data: dict[str, Any]
+) -> None:
+    with pytest.raises(ValidationError) as config_error:
+        DegradationsConfig.model_validate(data)
+    with pytest.raises(ValidationError) as transform_error:
+        make()
+    assert [e["msg"] for e in transform_error.value.errors()] == [
+        e["msg"] for e in config_error.value.errors()
+    ]
+
+
+def test_transform_defaults_are_the_config_defaults() -> None:
+    spec = DegradationsConfig()
+    assert RandomDownUpScale().scale == spec.downscale.scale
+    assert RandomDownUpScale().interpolations == spec.downscale.interpolations
+    assert RandomMotionBlur().length == spec.motion_blur.length
+    assert RandomMotionBlur().angle == spec.motion_blur.angle
+    assert RandomGaussianNoise().sigma == spec.noise.sigma

@@ -362,7 +362,7 @@ def test_auto_picks_device_on_gpus_and_on_cpus_for_small_images() -> None:
 
 def test_auto_keeps_degradations_on_cpu_workers_and_policies_on_workers() -> None:
     broadcast = TransformsConfig(degradations={"jpeg": {"p": 0.25}})
-    # On a CPU batched JPEG costs more than PIL's (1.7x at 40 px, 9x at 96 px).
+    # On a CPU batched JPEG costs more than PIL's (benchmarks/README.md).
     assert resolve_augment_on("auto", "cpu", 40, broadcast) == "workers"
     assert resolve_augment_on("auto", "gpu", 224, broadcast) == "device"
     assert resolve_augment_on("device", "cpu", 40, broadcast) == "device"

@@ -18,6 +18,7 @@ from classifier_training.config import (
     load_data_config,
 )
 from classifier_training.core.preprocessing import mean_fill
+from classifier_training.data.augmentations import workers_only_keys
 from classifier_training.data.degradations import RandomDownUpScale, ViaUint8
 from classifier_training.data.transforms import build_train_transform
 from classifier_training.train import resolve_data_values
@@ -217,8 +218,8 @@ def test_degradations_run_in_the_training_pipeline() -> None:
 def test_workers_only_keys_name_what_a_device_path_must_refuse() -> None:
     # Only the auto-augment policies: the device path has every other step.
     for name in ("digits", "none", "broadcast"):
-        assert preset_config(name).transforms.workers_only_keys() == []
-    assert preset_config("natural").transforms.workers_only_keys() == [
+        assert workers_only_keys(preset_config(name).transforms) == []
+    assert workers_only_keys(preset_config("natural").transforms) == [
         "data.transforms.auto_augment",
     ]
 

@@ -56,7 +56,7 @@ class SamplerConfig(_Frozen):
         return self
 
 
-# Broadcast degradations (built into v2 transforms by data/degradations.py).
+# Up-scaling interpolations of data.transforms.degradations.downscale.
 Interpolation = Literal["bilinear", "nearest"]
 
 
@@ -191,9 +191,10 @@ class JpegSpec(_RangeSpec):
 class DegradationsConfig(BaseModel):
     """Broadcast degradations, each with a probability; all off by default.
 
-    They are applied in the order of the fields, the order a broadcast image
+    They run in the order of the augmentation registry
+    (``classifier_training.data.augmentations``), the order a broadcast image
     goes through: framing (zoom), resolution, motion, focus, sensor noise and
-    finally compression.
+    finally compression. Every field has one entry there.
 
     Attributes:
         zoom: Zoom in/out.
@@ -223,6 +224,9 @@ class TransformsConfig(_Frozen):
     """Train-time augmentation. Defaults suit digits: no flips, small geometry.
 
     Val/test never augment; they only resize the whole crop (see ``resize_mode``).
+    Each field is read by one operation of the augmentation registry
+    (``classifier_training.data.augmentations``), which builds it for both
+    paths of ``data.augment_on`` in one order.
 
     Attributes:
         rotation_degrees: Max absolute rotation.
@@ -311,20 +315,20 @@ class TransformsConfig(_Frozen):
         """Whether the random-resized crop is on."""
         return self.crop_scale != (1.0, 1.0) or self.crop_ratio != (1.0, 1.0)
 
-    def workers_only_keys(self) -> list[str]:
-        """The keys switched on here that only the DataLoader-workers path has.
+    @property
+    def has_affine(self) -> bool:
+        """Whether the random affine (rotation, shift, zoom, shear) is on."""
+        return bool(
+            self.rotation_degrees
+            or self.translate
+            or self.scale != (1.0, 1.0)
+            or self.shear_degrees
+        )
 
-        The batched (device-side) augmentation path implements every step but
-        the ``auto_augment`` policies (kornia's are not torchvision's); it calls
-        this at start-up to refuse a preset it cannot reproduce, instead of
-        silently training on another recipe.
-
-        Returns:
-            ``data.transforms.*`` keys, empty when the device path has them all.
-        """
-        if self.auto_augment != "none":
-            return ["data.transforms.auto_augment"]
-        return []
+    @property
+    def has_colour_jitter(self) -> bool:
+        """Whether the colour jitter is on."""
+        return bool(self.brightness or self.contrast or self.saturation or self.hue)
 
 
 class DataModuleConfig(_Frozen):
@@ -346,13 +350,15 @@ class DataModuleConfig(_Frozen):
             on PIL images, in the DataLoader workers. ``device``: the loader only
             serves the resized ``uint8`` images and the same augmentation runs on
             whole batches on the training device (per-sample random parameters).
-            ``auto``: ``device`` on a GPU and on a CPU for images up to 96 px
-            (measured faster there), else ``workers``; ``workers`` whenever the
-            preset has steps only that path implements.
+            ``auto``: ``device`` on a GPU, and on a CPU for images up to
+            ``data.device_transforms.CPU_BATCHED_MAX_SIZE`` without
+            degradations (where it is the faster path: ``benchmarks/README.md``),
+            else ``workers``; ``workers`` whenever the preset has steps only that
+            path implements.
         compile_augmentation: On the ``device`` path, compile the colour
-            jitter with ``torch.compile`` on the first batch (seconds; the
-            batched ``digits`` preset then takes 4.9 instead of 7.9 ms per batch
-            of 64 at 40 px on a CPU). If compilation fails, a warning and the
+            jitter with ``torch.compile`` on the first batch: it costs seconds
+            once and makes every batch's jitter cheaper (how much:
+            ``benchmarks/README.md``). If compilation fails, a warning and the
             uncompiled jitter (same augmentation).
         mean: Normalisation mean (RGB, 0-1 scale). ``data.mean: null`` in the
             config (its default) means the model's own (``train.py`` fills it in

@@ -11,7 +11,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from loguru import logger
 from torch.utils.data import DataLoader, Sampler, default_collate
 
-from classifier_training.config import ConfigError, DataModuleConfig
+from classifier_training.config import DataModuleConfig
 from classifier_training.core.contract import (
     CHECKPOINT_STATE_KEY,
     DeploymentContract,
@@ -123,15 +123,6 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.augment_on = resolve_augment_on(
             config.augment_on, accelerator, config.image_size, config.transforms
         )
-        # Steps only the per-image path has (auto_augment's policies).
-        workers_only = config.transforms.workers_only_keys()
-        if workers_only and config.augment_on == "device":
-            raise ConfigError(
-                f"data.augment_on=device: {', '.join(workers_only)} run only on "
-                "the workers path; set data.augment_on=workers or switch them off"
-            )
-        if workers_only and config.augment_on == "auto":
-            logger.info(f"data.augment_on=auto: workers, for {', '.join(workers_only)}")
         self.device_augmentation: DeviceAugmentation | None = (
             DeviceAugmentation(
                 config.transforms,

@@ -1,9 +1,9 @@
 """Broadcast-video degradations as ``torchvision.transforms.v2`` transforms.
 
 Jersey crops cut from broadcast video are small, blurred, noisy and JPEG
-compressed. This module turns a :class:`DegradationsConfig` (each degradation
-with a probability ``p`` and a range, all off by default) into one v2 transform
-with :func:`build_degradations`, so a YAML preset can describe them as data.
+compressed. A :class:`DegradationsConfig` describes them as data (each with a
+probability ``p`` and a range, all off by default); the augmentation registry
+(:mod:`classifier_training.data.augmentations`) turns it into transforms.
 
 v2 already provides most of them and is used as is: ``v2.JPEG`` (quality range),
 ``v2.GaussianBlur`` (sigma range) and ``v2.RandomAffine`` (zoom in/out with a
@@ -23,7 +23,8 @@ size, dtype and value range, and draws its random parameters from torch's
 generator, so ``torch.manual_seed`` reproduces it. Apply them before
 normalisation. The settings (:class:`DegradationsConfig` and its specs) live in
 :mod:`classifier_training.config`, below ``data/`` in the layers, and are
-re-exported here.
+re-exported here; a constructor checks its arguments by building the spec, so
+each rule is stated once, in the spec.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ __all__ = [
     "RandomMotionBlur",
     "ViaUint8",
     "ZoomSpec",
-    "build_degradations",
     "motion_blur_kernel",
 ]
 
@@ -77,6 +77,10 @@ _IMAGE_TYPES: tuple[type | Callable[[Any], bool], ...] = (
     tv_tensors.Image,
     is_pure_tensor,
 )
+# The specs' defaults are the constructors' defaults.
+_DOWNSCALE = DownUpScaleSpec()
+_MOTION_BLUR = MotionBlurSpec()
+_NOISE = NoiseSpec()
 
 
 def _uniform(low: float, high: float) -> float:
@@ -86,11 +90,6 @@ def _uniform(low: float, high: float) -> float:
 def _randint(low: int, high: int) -> int:
     """Integer in ``[low, high]``, both ends included."""
     return int(torch.randint(low, high + 1, ()).item())
-
-
-def _check_pair(name: str, value: tuple[float, float], low: float) -> None:
-    if not low <= value[0] <= value[1]:
-        raise ValueError(f"{name} must satisfy {low} <= lo <= hi, got {value}")
 
 
 def _apply_uint8_or_float(
@@ -135,25 +134,22 @@ class RandomDownUpScale(_ImageTransform):
     Args:
         scale: ``(low, high)`` range of the size factor, in ``(0, 1]``.
         interpolations: Up-scaling interpolations drawn uniformly.
+
+    Raises:
+        pydantic.ValidationError: A ``ValueError``, if :class:`DownUpScaleSpec`
+            rejects the arguments.
     """
 
     def __init__(
         self,
-        scale: tuple[float, float] = (0.25, 0.6),
-        interpolations: tuple[Interpolation, ...] = ("bilinear", "nearest"),
+        scale: tuple[float, float] = _DOWNSCALE.scale,
+        interpolations: tuple[Interpolation, ...] = _DOWNSCALE.interpolations,
     ) -> None:
-        """Store the ranges (see class docstring)."""
+        """Check the ranges against the spec's rules and store them."""
         super().__init__()
-        _check_pair("scale", scale, 0.0)
-        if scale[0] <= 0 or scale[1] > 1:
-            raise ValueError(f"scale must lie in (0, 1], got {scale}")
-        if not interpolations or any(m not in _MODES for m in interpolations):
-            raise ValueError(
-                f"interpolations must be a non-empty subset of {sorted(_MODES)}, "
-                f"got {interpolations}"
-            )
-        self.scale = tuple(scale)
-        self.interpolations = tuple(interpolations)
+        spec = DownUpScaleSpec(scale=scale, interpolations=interpolations)
+        self.scale = spec.scale
+        self.interpolations = spec.interpolations
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         """Draw the size factor and the up-scaling interpolation."""
@@ -221,19 +217,22 @@ class RandomMotionBlur(_ImageTransform):
     Args:
         length: ``(low, high)`` kernel length in pixels, integers, ``low >= 1``.
         angle: ``(low, high)`` direction in degrees, counter-clockwise from +x.
+
+    Raises:
+        pydantic.ValidationError: A ``ValueError``, if :class:`MotionBlurSpec`
+            rejects the arguments.
     """
 
     def __init__(
         self,
-        length: tuple[int, int] = (3, 7),
-        angle: tuple[float, float] = (0.0, 180.0),
+        length: tuple[int, int] = _MOTION_BLUR.length,
+        angle: tuple[float, float] = _MOTION_BLUR.angle,
     ) -> None:
-        """Store the ranges (see class docstring)."""
+        """Check the ranges against the spec's rules and store them."""
         super().__init__()
-        _check_pair("length", length, 1)
-        _check_pair("angle", angle, -360.0)
-        self.length = (int(length[0]), int(length[1]))
-        self.angle = (float(angle[0]), float(angle[1]))
+        spec = MotionBlurSpec(length=length, angle=angle)
+        self.length = spec.length
+        self.angle = spec.angle
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         """Draw the line kernel."""
@@ -264,13 +263,16 @@ class RandomGaussianNoise(_ImageTransform):
 
     Args:
         sigma: ``(low, high)`` range of the noise standard deviation.
+
+    Raises:
+        pydantic.ValidationError: A ``ValueError``, if :class:`NoiseSpec`
+            rejects the argument.
     """
 
-    def __init__(self, sigma: tuple[float, float] = (0.01, 0.05)) -> None:
-        """Store the range (see class docstring)."""
+    def __init__(self, sigma: tuple[float, float] = _NOISE.sigma) -> None:
+        """Check the range against the spec's rules and store it."""
         super().__init__()
-        _check_pair("sigma", sigma, 0.0)
-        self.sigma = (float(sigma[0]), float(sigma[1]))
+        self.sigma = NoiseSpec(sigma=sigma).sigma
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         """Draw sigma."""
@@ -303,61 +305,3 @@ class ViaUint8(_ImageTransform):
             return self.inner(inpt)
         as_uint8 = F.to_dtype(inpt, torch.uint8, scale=True)
         return F.to_dtype(self.inner(as_uint8), inpt.dtype, scale=True)
-
-
-def _transforms(
-    spec: DegradationsConfig, fill: float | tuple[float, ...]
-) -> list[tuple[float, v2.Transform]]:
-    return [
-        (
-            spec.zoom.p,
-            v2.RandomAffine(
-                degrees=0.0,
-                scale=spec.zoom.scale,
-                interpolation=v2.InterpolationMode.BILINEAR,
-                fill=fill,
-            ),
-        ),
-        (
-            spec.downscale.p,
-            RandomDownUpScale(spec.downscale.scale, spec.downscale.interpolations),
-        ),
-        (
-            spec.motion_blur.p,
-            RandomMotionBlur(spec.motion_blur.length, spec.motion_blur.angle),
-        ),
-        (
-            spec.gaussian_blur.p,
-            v2.GaussianBlur(spec.gaussian_blur.kernel_size, spec.gaussian_blur.sigma),
-        ),
-        (spec.noise.p, RandomGaussianNoise(spec.noise.sigma)),
-        (spec.jpeg.p, ViaUint8(v2.JPEG(list(spec.jpeg.quality)))),
-    ]
-
-
-def build_degradations(
-    spec: DegradationsConfig, *, fill: float | tuple[float, ...] = 0.0
-) -> v2.Transform:
-    """One v2 transform applying the enabled degradations of ``spec``.
-
-    Each degradation with ``p > 0`` is wrapped in ``v2.RandomApply`` with its
-    probability (``p == 1`` applies it always, without a draw); disabled ones are
-    left out, so an all-off spec gives ``v2.Identity``.
-
-    Args:
-        spec: Which degradations, with their probabilities and ranges.
-        fill: Colour of the border a zoom-out uncovers, in the input's value
-            scale (0-255 for PIL and uint8, 0-1 for float).
-
-    Returns:
-        The composed transform.
-    """
-    steps: list[v2.Transform] = []
-    for p, transform in _transforms(spec, fill):
-        if p >= 1.0:
-            steps.append(transform)
-        elif p > 0.0:
-            steps.append(v2.RandomApply([transform], p=p))
-    if not steps:
-        return v2.Identity()
-    return v2.Compose(steps)

@@ -1,11 +1,13 @@
 """Transform presets: one place that turns the data config into pipelines.
 
 The pipeline has three stages, so that the expensive, deterministic part can be
-cached (issue: shared image cache) and reproduced exactly at inference time:
+cached (``data.cache``) and reproduced exactly at inference time:
 
 1. ``resize_to_input`` (deterministic): the whole crop to ``image_size``.
-2. augmentation (train only, random every epoch).
-3. ``to_tensor`` + normalisation.
+2. augmentation (train only, random every epoch): the workers path of the
+   augmentation registry (:mod:`classifier_training.data.augmentations`).
+3. ``to_tensor`` + normalisation (and the registry's operations that run after
+   it).
 """
 
 from __future__ import annotations
@@ -16,17 +18,16 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from classifier_training.config import (
-    DataModuleConfig,
-    DegradationsConfig,
-    TransformsConfig,
-)
+from classifier_training.config import DataModuleConfig, TransformsConfig
 from classifier_training.core.preprocessing import (
     ResizeMode,
     mean_fill,
     resize_to_input,
 )
-from classifier_training.data.degradations import build_degradations
+from classifier_training.data.augmentations import (
+    BuildContext,
+    workers_operations,
+)
 
 
 class ResizeToInput:
@@ -57,45 +58,13 @@ def _to_normalized_tensor(config: DataModuleConfig) -> list[Any]:
     ]
 
 
-def has_affine(aug: TransformsConfig) -> bool:
-    """Whether the preset has any random geometry (both augmentation paths)."""
-    return bool(
-        aug.rotation_degrees
-        or aug.translate
-        or aug.scale != (1.0, 1.0)
-        or aug.shear_degrees
-    )
-
-
-def has_colour_jitter(aug: TransformsConfig) -> bool:
-    """Whether the preset jitters colours (both augmentation paths)."""
-    return bool(aug.brightness or aug.contrast or aug.saturation or aug.hue)
-
-
-def _auto_augment(aug: TransformsConfig, fill: tuple[int, int, int]) -> Any:
-    """The ``auto_augment`` policy as a v2 transform (``None`` when off)."""
-    magnitude = aug.auto_augment_magnitude
-    if aug.auto_augment == "randaugment":
-        return v2.RandAugment(
-            magnitude=9 if magnitude is None else magnitude, fill=list(fill)
-        )
-    if aug.auto_augment == "trivialaugment":
-        return v2.TrivialAugmentWide(fill=list(fill))
-    if aug.auto_augment == "augmix":
-        return v2.AugMix(severity=3 if magnitude is None else magnitude)
-    return None
-
-
 def build_augmentation(
     aug: TransformsConfig, fill: tuple[int, int, int], size: int | None = None
 ) -> list[Any]:
     """Random train-time transforms on an already resized PIL image.
 
-    Order: geometry (flip, random-resized crop, affine), the auto-augment policy,
-    colour (jitter, grayscale), then the broadcast degradations, so an image is
-    framed first and degraded last, as a camera does. Steps that are switched
-    off are left out (no identity placeholders: an unchanged preset draws the
-    same random numbers as before).
+    The operations of the augmentation registry that run before normalisation,
+    in its order (:mod:`classifier_training.data.augmentations`).
 
     Args:
         aug: Augmentation settings.
@@ -109,51 +78,20 @@ def build_augmentation(
     Raises:
         ValueError: If the random-resized crop is on and ``size`` is missing.
     """
-    ops: list[Any] = []
-    if aug.horizontal_flip_p > 0:
-        ops.append(v2.RandomHorizontalFlip(p=aug.horizontal_flip_p))
-    if aug.random_resized_crop:
-        if size is None:
-            raise ValueError("the random-resized crop needs the output size")
-        ops.append(
-            v2.RandomResizedCrop(
-                size, scale=aug.crop_scale, ratio=aug.crop_ratio, antialias=True
-            )
-        )
-    if has_affine(aug):
-        ops.append(
-            v2.RandomAffine(
-                degrees=aug.rotation_degrees,
-                translate=(aug.translate, aug.translate) if aug.translate else None,
-                scale=aug.scale,
-                shear=aug.shear_degrees or None,
-                interpolation=v2.InterpolationMode.BILINEAR,
-                fill=list(fill),
-            )
-        )
-    policy = _auto_augment(aug, fill)
-    if policy is not None:
-        ops.append(policy)
-    if has_colour_jitter(aug):
-        ops.append(
-            v2.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue)
-        )
-    if aug.grayscale_p > 0:
-        ops.append(v2.RandomGrayscale(p=aug.grayscale_p))
-    if aug.degradations != DegradationsConfig():
-        ops.append(build_degradations(aug.degradations, fill=fill))
-    return ops
+    return workers_operations(aug, BuildContext(fill, size))
 
 
 def build_train_transform(config: DataModuleConfig) -> v2.Compose:
     """Augmentation + normalisation for training (input: resized PIL image)."""
-    ops = build_augmentation(
-        config.transforms, mean_fill(config.mean), size=config.image_size
+    aug = config.transforms
+    context = BuildContext(mean_fill(config.mean), config.image_size)
+    return v2.Compose(
+        [
+            *workers_operations(aug, context),
+            *_to_normalized_tensor(config),
+            *workers_operations(aug, context, normalised=True),
+        ]
     )
-    ops += _to_normalized_tensor(config)
-    if config.transforms.random_erasing_p > 0:
-        ops.append(v2.RandomErasing(p=config.transforms.random_erasing_p))
-    return v2.Compose(ops)
 
 
 def build_uint8_transform() -> v2.Compose:
