@@ -20,7 +20,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from classifier_training.config import DataModuleConfig, TransformsConfig
+from classifier_training.config import ConfigError, DataModuleConfig, TransformsConfig
+from classifier_training.models import ResNet34ClassificationModel
 from classifier_training.train import (
     build_callbacks,
     build_datamodule,
@@ -69,7 +70,9 @@ def test_every_group_has_its_options() -> None:
         "train_jersey_ocr_resnet18",
         "train_jersey_ocr_resnet18_local",
     ]
-    assert {"resnet18", "resnet34", "resnet50"} <= set(group_options("model"))
+    assert {"resnet18", "resnet34", "resnet50", "image_classifier"} <= set(
+        group_options("model")
+    )
     assert {"adamw", "sgd"} <= set(group_options("optimizer"))
     assert {"warmup_cosine", "step", "onecycle"} <= set(group_options("scheduler"))
     assert {"digits", "natural", "none"} <= set(group_options("transforms"))
@@ -137,6 +140,39 @@ def test_model_arch_switches_any_model_option(data_root: Path, tmp_path: Path) -
         model = build_model(cfg, build_datamodule(cfg))
         assert model.hparams["arch"] == "mobilenet_v3_small"
         assert type(model.network).__name__ == "MobileNetV3"
+
+
+def test_model_settings_reach_the_seed_class_and_are_checked(
+    data_root: Path, tmp_path: Path
+) -> None:
+    base = [
+        f"data.data_root={data_root}",
+        "data.image_size=32",
+        "data.num_workers=0",
+        f"paths.output_dir={tmp_path}",
+    ]
+    default = compose("train_demo", overrides=base)
+    assert default.model._target_.endswith(".ResNet18ClassificationModel")
+    datamodule = build_datamodule(default)
+    cfg = compose(
+        "train_demo",
+        overrides=[
+            *base,
+            "model=resnet34",
+            "model.label_smoothing=0.0",
+            "model.mixup_alpha=0.2",
+        ],
+    )
+    model = build_model(cfg, datamodule)
+    assert type(model) is ResNet34ClassificationModel
+    assert (model.settings.arch, model.settings.pretrained) == ("resnet34", False)
+    assert model.settings.label_smoothing == 0.0
+    assert model.settings.mixup_alpha == 0.2
+    bad = compose("train_demo", overrides=[*base, "model.label_smoothing=2"])
+    with pytest.raises(ConfigError) as raised:
+        build_model(bad, datamodule)
+    assert str(raised.value).startswith("model.label_smoothing: ")
+    assert "\n" not in str(raised.value)
 
 
 def test_unset_normalisation_is_the_models_own(data_root: Path, tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_root_config_composes_and_validates(name: str, tmp_path: Path) -> None:
     config = load_data_config(resolve_data_values(cfg))
     assert config.image_size == cfg.data.image_size
     assert config.transforms.hue == cfg.data.transforms.hue
-    assert cfg.model._target_.endswith(".ImageClassifier")
+    assert cfg.model._target_.endswith(".ResNet18ClassificationModel")
     assert cfg.model.arch == "resnet18"
 
 

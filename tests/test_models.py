@@ -1,4 +1,5 @@
-"""Models: one classifier for every architecture, registration, optimizer, schedules."""
+"""Models: one classifier for every architecture, the seed's classes, settings,
+registration, optimizer, schedules."""
 
 from __future__ import annotations
 
@@ -13,12 +14,21 @@ import pytest
 import torch
 import torchvision
 from hydra.core.config_store import ConfigStore
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback
+from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader
 
 from classifier_training.config import ConfigError
-from classifier_training.models import BaseClassificationModel, ImageClassifier
+from classifier_training.core.readers import MIN_CLASSES
+from classifier_training.models import (
+    BaseClassificationModel,
+    ImageClassifier,
+    ResNet18ClassificationModel,
+    ResNet34ClassificationModel,
+    ResNet50ClassificationModel,
+)
 from classifier_training.models.factory import (
     UnknownArchitectureError,
     WeightsError,
@@ -31,6 +41,8 @@ from classifier_training.models.optim import (
     step_decay,
     warmup_cosine,
 )
+from classifier_training.models.settings import ModelSettings
+from classifier_training.utils.hydra import config_node_for
 from tests.helpers import quiet_trainer
 
 
@@ -61,15 +73,151 @@ def test_base_model_is_abstract() -> None:
         BaseClassificationModel(num_classes=3)  # type: ignore[abstract]
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50"])
-def test_resnets_are_one_class_registered_three_times(name: str) -> None:
+SEED_CLASSES = {
+    "resnet18": (ResNet18ClassificationModel, [2, 2, 2, 2], "BasicBlock"),
+    "resnet34": (ResNet34ClassificationModel, [3, 4, 6, 3], "BasicBlock"),
+    "resnet50": (ResNet50ClassificationModel, [3, 4, 6, 3], "Bottleneck"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEED_CLASSES))
+def test_seed_resnet_options_build_the_seed_classes(name: str) -> None:
+    cls, blocks, block = SEED_CLASSES[name]
     node = ConfigStore.instance().repo["model"][f"{name}.yaml"].node
-    assert node["_target_"].endswith(".ImageClassifier")
+    assert node["_target_"] == f"classifier_training.models.resnet.{cls.__name__}"
     assert node["arch"] == name
     # runtime arguments come from the data and from their own groups
     for key in ("num_classes", "class_names", "optimizer", "scheduler"):
         assert key not in node
-    assert node["label_smoothing"] == 0.1
+    model = instantiate(node, num_classes=3, pretrained=False)
+    assert type(model) is cls
+    assert isinstance(model, ImageClassifier)
+    network = model.network
+    assert isinstance(network, torchvision.models.ResNet)
+    layers = [network.layer1, network.layer2, network.layer3, network.layer4]
+    assert [len(layer) for layer in layers] == blocks
+    assert type(network.layer1[0]).__name__ == block
+    assert network.fc.out_features == 3
+    # the class's own default, without the config
+    assert cls(num_classes=3, pretrained=False).settings.arch == name
+
+
+def test_each_model_node_is_its_settings_defaults() -> None:
+    """The Hydra node of every option is generated from the settings model."""
+    repo = ConfigStore.instance().repo["model"]
+    assert {"image_classifier.yaml", "resnet18.yaml"} <= set(repo)
+    for entry in repo.values():
+        node = dict(entry.node)
+        cls = get_class(node.pop("_target_"))
+        assert node == cls.settings_model().model_dump(mode="json"), entry.name
+    generic = repo["image_classifier.yaml"].node
+    assert generic["_target_"].endswith("classifier.ImageClassifier")
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"label_smoothing": 1.5}, "model.label_smoothing"),
+        ({"mixup_alpha": -0.1}, "model.mixup_alpha"),
+        ({"cutmix_alpha": -1.0}, "model.cutmix_alpha"),
+        ({"mixup_prob": 2.0}, "model.mixup_prob"),
+        ({"mixup_off_last_epochs": -1}, "model.mixup_off_last_epochs"),
+        ({"lr_reference_batch": 0}, "model.lr_reference_batch"),
+        ({"compile": "sometimes"}, "model.compile"),
+        ({"label_smoothin": 0.1}, "model.label_smoothin: unknown key"),
+    ],
+)
+def test_bad_settings_are_one_line_naming_the_key(
+    settings: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _Tiny(num_classes=3, **settings)
+    message = str(raised.value)
+    assert message.startswith(key)
+    assert "\n" not in message
+
+
+def test_network_settings_are_validated_too() -> None:
+    with pytest.raises(ConfigError, match=r"^model\.arch: .*at least 1 character"):
+        ImageClassifier(num_classes=3, arch="", pretrained=False)
+    with pytest.raises(ConfigError, match=r"^model\.arch: unknown key"):
+        _Tiny(num_classes=3, arch="resnet18")  # builds its own network
+
+
+class _WideSettings(ModelSettings):
+    width: int = Field(default=16, ge=1)
+
+
+class _Wide(BaseClassificationModel):
+    """A model with a setting of its own, as the README's recipe shows."""
+
+    settings_model = _WideSettings
+    settings: _WideSettings
+
+    def build_network(self, num_classes: int) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(self.settings.width, num_classes))
+
+
+def test_a_model_with_settings_of_its_own() -> None:
+    node = config_node_for(_Wide)
+    assert node["width"] == 16
+    assert node["label_smoothing"] == 0.1  # and the shared recipe's keys
+    assert _Wide(num_classes=3, width=32).network[1].in_features == 32
+    with pytest.raises(ConfigError) as raised:
+        _Wide(num_classes=3, width=0)
+    assert str(raised.value) == (
+        "model.width: Input should be greater than or equal to 1 (got 0)"
+    )
+
+
+def test_num_classes_follows_the_data_rule() -> None:
+    with pytest.raises(ValueError, match=f"num_classes must be >= {MIN_CLASSES}"):
+        _Tiny(num_classes=MIN_CLASSES - 1)
+
+
+def test_checkpoint_hparams_load_back_weights_only(tmp_path: Path) -> None:
+    """Checkpoints hold plain hyper-parameters: the model's constructor takes them
+    back (Lightning's ``load_from_checkpoint``, ``weights_only``), those written
+    before the settings model included (same keys)."""
+    model = ImageClassifier(
+        num_classes=3,
+        class_names=["b", "a", ""],
+        arch="resnet18",
+        pretrained=False,
+        label_smoothing=0.0,
+        mixup_alpha=0.2,
+    )
+    stored = dict(model.hparams)
+    assert stored == {
+        "num_classes": 3,
+        "class_names": ["b", "a", ""],
+        "arch": "resnet18",
+        "pretrained": False,
+        "weights_path": None,
+        "label_smoothing": 0.0,
+        "class_weighted_loss": False,
+        "mixup_alpha": 0.2,
+        "cutmix_alpha": 0.0,
+        "mixup_prob": 1.0,
+        "mixup_off_last_epochs": 0,
+        "scale_lr_with_batch": False,
+        "lr_reference_batch": 256,
+        "channels_last": None,
+        "compile": False,
+    }
+    path = tmp_path / "model.ckpt"
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": stored,
+            "pytorch-lightning_version": L.__version__,
+        },
+        path,
+    )
+    loaded = ImageClassifier.load_from_checkpoint(path, weights_only=True)
+    assert loaded.settings == model.settings
+    assert loaded.class_names == ["b", "a", ""]
+    assert torch.equal(loaded.network.fc.weight, model.network.fc.weight)
 
 
 def test_class_names_must_match_num_classes() -> None:

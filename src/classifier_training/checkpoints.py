@@ -36,7 +36,7 @@ from classifier_training.core.contract import (
     parse_contract,
 )
 from classifier_training.core.errors import ClassifierError
-from classifier_training.models.factory import build_network
+from classifier_training.models.factory import UnknownArchitectureError, build_network
 
 NETWORK_PREFIX = "network."
 #: Checkpoints of format 1 (before the contract) stored these two entries.
@@ -146,7 +146,14 @@ def load_checkpoint(path: Path) -> LoadedCheckpoint:
     checkpoint = read_checkpoint(path)
     contract = checkpoint_contract(checkpoint, path)
     assert contract.arch is not None  # contracts of checkpoints always name it
-    network = build_network(contract.arch, contract.num_classes, pretrained=False)
+    try:
+        network = build_network(contract.arch, contract.num_classes, pretrained=False)
+    except UnknownArchitectureError:
+        raise CheckpointError(
+            f"{path}: its network {contract.arch!r} is not an architecture name "
+            "(a model class built it), so the checkpoint alone cannot rebuild it; "
+            "deploy the run's model.onnx"
+        ) from None
     try:
         network.load_state_dict(network_state(checkpoint), strict=True)
     except RuntimeError as error:

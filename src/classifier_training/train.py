@@ -46,7 +46,7 @@ from classifier_training.core.io import atomic_path, atomic_write_json
 from classifier_training.core.run_files import METRICS_CSV_FILE, METRICS_FILE
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.models.base import BaseClassificationModel
-from classifier_training.models.factory import default_normalization
+from classifier_training.models.factory import default_normalization, network_name
 from classifier_training.report import build_run_report
 from classifier_training.utils.hydra import register_settings
 from classifier_training.utils.loggers import (
@@ -90,7 +90,8 @@ def resolve_data_values(cfg: DictConfig) -> dict[str, Any]:
     assert isinstance(values, dict)
     data = {str(k): v for k, v in values.items()}
     if data.get("mean") is None or data.get("std") is None:
-        mean, std = default_normalization(str(cfg.model.arch))
+        arch = cfg.model.get("arch")  # None: the model builds its own network
+        mean, std = default_normalization(None if arch is None else str(arch))
         if data.get("mean") is None:
             data["mean"] = mean
         if data.get("std") is None:
@@ -109,7 +110,7 @@ def build_datamodule(
     """
     datamodule = ImageFolderDataModule(
         load_data_config(resolve_data_values(cfg)),
-        arch=str(cfg.model.arch),
+        arch=network_name(cfg.model),
         seed=int(cfg.get("seed") or 0),
         processes_per_machine=processes_per_machine,
         accelerator=str(cfg.trainer.get("accelerator", "auto")),

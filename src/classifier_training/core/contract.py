@@ -7,22 +7,32 @@ module's checkpoint state) and is written next to ``model.onnx`` as
 both inference classifiers and the checkpoint loader read it back through
 :func:`read_labels_mapping` / :func:`parse_contract`, the only readers.
 
-``labels_mapping.json`` (format 3) is the contract's fields as JSON, nothing else::
+``labels_mapping.json`` (format 4) is the contract's fields, followed by the keys
+of the seed's format (``num_classes``, ``class_to_idx``, ``idx_to_class`` with
+string indices, ``normalization``), which consumers written for the original
+design read. Those keys are derived from the contract when it is serialised
+(:meth:`DeploymentContract.to_json`), never stored in it::
 
-    {"format_version": 3, "arch": "resnet18", "class_names": ["", "1", "23"],
+    {"format_version": 4, "arch": "resnet18", "class_names": ["", "1", "23"],
      "image_size": 96, "resize_mode": "squash", "mean": [0.485, 0.456, 0.406],
      "std": [0.229, 0.224, 0.225], "input_name": "input", "output_name": "logits",
-     "temperature": 1.37}
+     "temperature": 1.37, "num_classes": 3, "class_to_idx": {"": 0, "1": 1, "23": 2},
+     "idx_to_class": {"0": "", "1": "1", "2": "23"},
+     "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
 
 The pixel pipeline the numbers plug into is fixed by the format version (see
 :mod:`classifier_training.core.preprocessing`); confidences are
 ``softmax(logits / temperature)`` (the ONNX graph outputs the raw logits).
-Format 3 added ``temperature``; format-2 files (no temperature) read as 1.0.
-Format-1 files (written before the contract existed; no ``format_version`` key)
-are still read: their architecture was not recorded, so ``arch`` is ``None``.
-Why a new version rather than an optional key: readers of format 2 forbid unknown
-keys, and a deployment that ignored the temperature would report different
-confidences; with a bump, an older reader says "written by a newer version".
+
+History, all still read: format 4 added the seed's keys; format 3 added
+``temperature`` (format-2 files read as 1.0); format-1 files (written before the
+contract existed; no ``format_version`` key, the seed's keys and a
+``preprocessing`` block) read with ``arch`` ``None``, as their architecture was
+not recorded. The seed's keys are optional on reading; where present, they must
+agree with ``class_names``, ``mean`` and ``std`` (a file edited by hand in one
+place only is refused). Why each addition is a new version rather than an
+optional key: readers of the previous format forbid unknown keys, so an older
+reader says "written by a newer version" instead of guessing.
 """
 
 from __future__ import annotations
@@ -50,9 +60,12 @@ from classifier_training.core.preprocessing import (
 )
 from classifier_training.core.run_files import CHECKPOINTS_DIR, LABELS_MAPPING_FILE
 
-FORMAT_VERSION = 3
-#: Format versions this code reads (1: before the contract; 2: no temperature).
-READABLE_VERSIONS = (2, 3)
+FORMAT_VERSION = 4
+#: Versions of the ``format_version`` key this code reads (format 1 has no such key;
+#: 2: no temperature; 3: no seed keys).
+READABLE_VERSIONS = (2, 3, 4)
+#: The seed's keys, derived from the contract's fields when it is serialised.
+SEED_KEYS = ("num_classes", "class_to_idx", "idx_to_class", "normalization")
 #: Key of the contract in the data module's checkpoint state (Lightning stores that
 #: state under the data module's class name).
 CHECKPOINT_STATE_KEY = "deployment_contract"
@@ -71,11 +84,12 @@ class DeploymentContract(BaseModel):
     """What a deployment needs to turn images into class names with the weights.
 
     Attributes:
-        format_version: Version of this record (3).
+        format_version: Version of this record (4).
         arch: Architecture name (``resnet18``, ``timm/<name>``); ``None`` only for
             mappings read from format-1 files, which did not record it.
         class_names: Class names in output-index order (``""`` is the empty
-            label; sorted, it comes first).
+            label). The data module sorts them, so ``""`` comes first; readers
+            keep the stored order, whatever it is.
         image_size: Side of the square network input.
         resize_mode: ``squash`` or ``letterbox`` (padded with the mean colour).
         mean: Per-channel normalisation mean (RGB, 0-1 scale).
@@ -88,7 +102,7 @@ class DeploymentContract(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    format_version: Literal[3] = 3
+    format_version: Literal[4] = 4
     arch: Annotated[str, Field(min_length=1)] | None
     class_names: tuple[str, ...] = Field(min_length=2)
     image_size: int = Field(ge=8, le=4096)
@@ -129,9 +143,24 @@ class DeploymentContract(BaseModel):
         """Output index to class name."""
         return dict(enumerate(self.class_names))
 
+    def seed_keys(self) -> dict[str, Any]:
+        """The seed's keys (:data:`SEED_KEYS`) as JSON values, derived from the fields.
+
+        ``idx_to_class`` has string indices (JSON object keys), as the seed wrote.
+        """
+        return {
+            "num_classes": self.num_classes,
+            "class_to_idx": self.class_to_idx,
+            "idx_to_class": {str(i): name for i, name in self.idx_to_class.items()},
+            "normalization": {"mean": list(self.mean), "std": list(self.std)},
+        }
+
     def to_json(self) -> dict[str, Any]:
-        """The JSON-serialisable record (plain lists; also the checkpoint state)."""
-        return self.model_dump(mode="json")
+        """The JSON-serialisable record: the fields, then the seed's keys.
+
+        Also the form stored in checkpoints (the data module's state).
+        """
+        return self.model_dump(mode="json") | self.seed_keys()
 
 
 def _one_line(error: ValidationError) -> str:
@@ -186,8 +215,28 @@ def _from_format_1(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     }
 
 
+def _short(value: object, limit: int = 80) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_seed_keys(
+    contract: DeploymentContract, stored: Mapping[str, Any], source: str
+) -> None:
+    """Refuse seed keys that disagree with the fields they are derived from."""
+    derived = contract.seed_keys()
+    for key in SEED_KEYS:
+        if key in stored and stored[key] != derived[key]:
+            basis = "mean/std" if key == "normalization" else "class_names"
+            raise LabelsMappingError(
+                f"{source}: {key} disagrees with {basis} (the file says "
+                f"{_short(stored[key])}, {basis} give {_short(derived[key])}); "
+                "one of them was edited by hand"
+            )
+
+
 def parse_contract(data: object, source: str) -> DeploymentContract:
-    """Validate a stored contract (format 2 or 3, or a format-1 labels mapping).
+    """Validate a stored contract (format 2, 3 or 4, or a format-1 labels mapping).
 
     Args:
         data: The parsed JSON, or the dict stored in a checkpoint.
@@ -198,7 +247,8 @@ def parse_contract(data: object, source: str) -> DeploymentContract:
 
     Raises:
         LabelsMappingError: One line naming ``source`` when the data is not a
-            contract of this project, or one written by a newer version.
+            contract of this project, was written by a newer version, or holds
+            seed keys that disagree with ``class_names``/``mean``/``std``.
     """
     if not isinstance(data, Mapping):
         raise LabelsMappingError(
@@ -206,11 +256,15 @@ def parse_contract(data: object, source: str) -> DeploymentContract:
             f"expected, found {type(data).__name__})"
         )
     version = data.get("format_version")
+    # Optional in every format; checked against the contract once it is read.
+    stored_seed_keys = {k: v for k, v in data.items() if k in SEED_KEYS}
     if version is None and "idx_to_class" in data:
         fields = _from_format_1(data, source)
     elif version in READABLE_VERSIONS:
-        # Format 2 is format 3 without a temperature (1.0: uncalibrated).
-        fields = {**data, "format_version": FORMAT_VERSION}
+        # Older formats lack keys that have defaults (format 2: the temperature,
+        # 1.0 = uncalibrated; formats 2-3: the seed's keys, derived anyway).
+        fields = {k: v for k, v in data.items() if k not in SEED_KEYS}
+        fields["format_version"] = FORMAT_VERSION
     elif isinstance(version, int) and version > FORMAT_VERSION:
         raise LabelsMappingError(
             f"{source}: labels mapping format {version} was written by a newer "
@@ -223,15 +277,17 @@ def parse_contract(data: object, source: str) -> DeploymentContract:
             "and no idx_to_class)"
         )
     try:
-        return DeploymentContract.model_validate(fields)
+        contract = DeploymentContract.model_validate(fields)
     except ValidationError as error:
         raise LabelsMappingError(
             f"{source}: invalid labels mapping: {_one_line(error)}"
         ) from None
+    _check_seed_keys(contract, stored_seed_keys, source)
+    return contract
 
 
 def read_labels_mapping(path: Path) -> DeploymentContract:
-    """Read and validate a ``labels_mapping.json`` (format 1, 2 or 3).
+    """Read and validate a ``labels_mapping.json`` (formats 1 to 4).
 
     Args:
         path: The file.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -16,9 +16,10 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from classifier_training.config import ConfigError
 from classifier_training.core.errors import root_cause_line
-from classifier_training.core.readers import display_name
+from classifier_training.core.readers import MIN_CLASSES, display_name
 from classifier_training.models.mixing import BatchMixer, dominant_labels
 from classifier_training.models.optim import OptimizerFactory, SchedulerFactory
+from classifier_training.models.settings import ModelSettings
 from classifier_training.types import ClassificationBatch
 
 
@@ -29,6 +30,10 @@ class BaseClassificationModel(L.LightningModule, ABC):
     ``class_names`` and ``class_weights`` come from the data module at run time;
     ``optimizer`` and ``scheduler`` are the partials of the ``optimizer`` and
     ``scheduler`` config groups (see :mod:`classifier_training.models.optim`).
+    Every other keyword is a setting (a ``model.*`` key), validated by the class's
+    :attr:`settings_model` (:class:`~classifier_training.models.settings.ModelSettings`
+    here; a subclass with settings of its own names a subclass of it) and kept in
+    :attr:`settings`.
 
     Args:
         num_classes: Number of output classes.
@@ -39,54 +44,30 @@ class BaseClassificationModel(L.LightningModule, ABC):
         scheduler: Called as ``scheduler(optimizer, total_steps=...,
             steps_per_epoch=...)``; stepped once per optimizer step. ``None``
             keeps the learning rate constant.
-        label_smoothing: Label smoothing of the training loss.
-        class_weighted_loss: Weight the training loss by inverse class frequency.
-        mixup_alpha: MixUp's Beta parameter for training batches; 0 = off.
-        cutmix_alpha: CutMix's Beta parameter; 0 = off. With both on, each mixed
-            batch uses one of them (equal odds), as timm does.
-        mixup_prob: Probability that a training batch is mixed.
-        mixup_off_last_epochs: Train the last N epochs without mixing (on clean
-            images, closer to what validation sees).
-        scale_lr_with_batch: Linear scaling rule (Goyal et al., 2017): multiply
-            the optimizer's learning rate(s) by ``effective batch /
-            lr_reference_batch``, where the effective batch is per device x
-            devices x nodes x gradient accumulation (``classifier-train`` sets
-            :attr:`effective_batch_size`). Off by default: ``optimizer.lr`` is
-            then used as given, whatever the number of GPUs.
-        lr_reference_batch: The effective batch ``optimizer.lr`` was tuned for.
-        channels_last: Train in the channels-last memory format (faster
-            convolutions on GPUs with tensor cores). ``None``: on when the model
-            runs on a CUDA GPU. Decided when fitting starts.
-        compile: Compile the network with ``torch.compile`` when fitting starts
-            (the first batch then takes a while); checkpoints, EMA and the ONNX
-            export see the plain network.
+        **settings: The fields of :attr:`settings_model` (defaults where absent).
+
+    Raises:
+        ConfigError: On a setting that is unknown or out of range (one line per
+            key, naming ``model.<key>``).
     """
+
+    #: The settings this class takes (the keys of its ``model`` config node).
+    settings_model: ClassVar[type[ModelSettings]] = ModelSettings
 
     def __init__(
         self,
         num_classes: int,
         class_names: Sequence[str] | None = None,
         class_weights: Sequence[float] | torch.Tensor | None = None,
+        *,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
-        label_smoothing: float = 0.1,
-        class_weighted_loss: bool = False,
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-        mixup_prob: float = 1.0,
-        mixup_off_last_epochs: int = 0,
-        scale_lr_with_batch: bool = False,
-        lr_reference_batch: int = 256,
-        channels_last: bool | None = None,
-        compile: bool = False,
+        **settings: Any,
     ) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        if lr_reference_batch < 1:
-            raise ConfigError(
-                f"model.lr_reference_batch must be >= 1, got {lr_reference_batch}"
-            )
+        self.settings: ModelSettings = self.settings_model.from_keys(settings)
+        if num_classes < MIN_CLASSES:
+            raise ValueError(f"num_classes must be >= {MIN_CLASSES}, got {num_classes}")
         #: Images per optimizer step over all processes (set by the trainer's
         #: caller; needed by ``scale_lr_with_batch`` only).
         self.effective_batch_size: int | None = None
@@ -97,9 +78,15 @@ class BaseClassificationModel(L.LightningModule, ABC):
         )
         if len(names) != num_classes:
             raise ValueError(f"{len(names)} class_names for {num_classes} classes")
-        # The partials are not hyper-parameters a checkpoint could load back
-        # (weights_only); the run's .hydra/config.yaml records them.
-        self.save_hyperparameters(ignore=["class_weights", "optimizer", "scheduler"])
+        # Plain values only, so that checkpoints load weights_only; the partials
+        # are not hyper-parameters (the run's .hydra/config.yaml records them).
+        self.save_hyperparameters(
+            {
+                "num_classes": num_classes,
+                "class_names": names,
+                **self.settings.model_dump(),
+            }
+        )
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.class_names = names
@@ -112,14 +99,12 @@ class BaseClassificationModel(L.LightningModule, ABC):
         self.network = self.build_network(num_classes)
         self.use_channels_last = False  # decided in on_fit_start
         self._check_compiled_call = False
-        try:
-            self.mixer = BatchMixer(num_classes, mixup_alpha, cutmix_alpha, mixup_prob)
-        except ValueError as error:
-            raise ConfigError(f"model: {error}") from None
-        if mixup_off_last_epochs < 0:
-            raise ConfigError(
-                f"model.mixup_off_last_epochs must be >= 0, got {mixup_off_last_epochs}"
-            )
+        self.mixer = BatchMixer(
+            num_classes,
+            self.settings.mixup_alpha,
+            self.settings.cutmix_alpha,
+            self.settings.mixup_prob,
+        )
 
         top_k = min(5, num_classes)  # still logged as acc_top5 with fewer classes
         self.train_loss = MeanMetric()
@@ -179,13 +164,13 @@ class BaseClassificationModel(L.LightningModule, ABC):
 
     def on_fit_start(self) -> None:
         """Apply ``channels_last`` and ``compile`` on the device fitting runs on."""
-        setting = self.hparams.get("channels_last")
+        setting = self.settings.channels_last
         self.use_channels_last = (
             self.device.type == "cuda" if setting is None else bool(setting)
         )
         if self.use_channels_last:
             self.network.to(memory_format=torch.channels_last)
-        if self.hparams.get("compile") and not self._check_compiled_call:
+        if self.settings.compile and not self._check_compiled_call:
             # In place (nn.Module.compile): parameter names, checkpoints and
             # deep copies (EMA, ONNX export) stay those of the plain network.
             self.network.compile()
@@ -198,7 +183,7 @@ class BaseClassificationModel(L.LightningModule, ABC):
             return False
         if max_epochs is None or max_epochs < 0:
             return True
-        return epoch < max_epochs - int(self.hparams["mixup_off_last_epochs"])
+        return epoch < max_epochs - self.settings.mixup_off_last_epochs
 
     def mix_batch(
         self, images: torch.Tensor, labels: torch.Tensor, epoch: int
@@ -230,12 +215,12 @@ class BaseClassificationModel(L.LightningModule, ABC):
         targets = labels if soft is None else soft
         hard = labels if soft is None else dominant_labels(soft)
         logits = self(images)
-        weight = self.loss_weights if self.hparams["class_weighted_loss"] else None
+        weight = self.loss_weights if self.settings.class_weighted_loss else None
         loss = F.cross_entropy(
             logits,
             targets,
             weight=weight,
-            label_smoothing=self.hparams["label_smoothing"],
+            label_smoothing=self.settings.label_smoothing,
         )
         # update(), not a call: only epoch values are logged, and calling a
         # metric computes the batch's value as well, on every step.
@@ -338,14 +323,14 @@ class BaseClassificationModel(L.LightningModule, ABC):
         Raises:
             ConfigError: When scaling is on but the effective batch is unknown.
         """
-        if not self.hparams.get("scale_lr_with_batch", False):
+        if not self.settings.scale_lr_with_batch:
             return 1.0
         if self.effective_batch_size is None:
             raise ConfigError(
                 "model.scale_lr_with_batch=true needs the effective batch size: "
                 "set model.effective_batch_size before fitting"
             )
-        return self.effective_batch_size / int(self.hparams["lr_reference_batch"])
+        return self.effective_batch_size / self.settings.lr_reference_batch
 
     def configure_optimizers(self) -> Any:
         """The configured optimizer, and its schedule stepped per optimizer step."""

@@ -70,19 +70,40 @@ def check_architecture(arch: str) -> None:
         )
 
 
-def default_normalization(arch: str) -> tuple[list[float], list[float]]:
+def network_name(model_config: Mapping[str, Any]) -> str:
+    """The name a run records for its network (the contract's ``arch``).
+
+    ``model.arch`` for models whose network is chosen by name; for a model class
+    that builds a network of its own (no ``arch`` setting), the class
+    (``model._target_``).
+
+    Args:
+        model_config: The ``model`` config node.
+
+    Returns:
+        The name.
+    """
+    arch = model_config.get("arch")
+    return str(arch if arch is not None else model_config["_target_"])
+
+
+def default_normalization(arch: str | None) -> tuple[list[float], list[float]]:
     """Mean and std the architecture's pretrained weights expect.
 
     Args:
-        arch: A torchvision model name or ``timm/<name>``.
+        arch: A torchvision model name or ``timm/<name>``; ``None`` for a model
+            that builds a network of its own (no ``model.arch``).
 
     Returns:
-        ``(mean, std)``, ImageNet's when the weights say nothing else.
+        ``(mean, std)``, ImageNet's when the weights (or their absence) say
+        nothing else.
     """
-    check_architecture(arch)
-    timm_name = _timm_name(arch)
     mean: Any = IMAGENET_MEAN
     std: Any = IMAGENET_STD
+    if arch is None:
+        return list(mean), list(std)
+    check_architecture(arch)
+    timm_name = _timm_name(arch)
     if timm_name is not None:
         cfg = _require_timm(arch).models.get_pretrained_cfg(timm_name)
         if cfg is not None:

@@ -18,15 +18,16 @@ from torchvision.transforms import v2
 class BatchMixer:
     """MixUp, CutMix, or a random choice of the two, applied with a probability.
 
+    The values' ranges are the rules of
+    :class:`~classifier_training.models.settings.ModelSettings`, which validates
+    the ``model.*`` keys they come from.
+
     Args:
         num_classes: Number of classes (width of the soft targets).
         mixup_alpha: MixUp's Beta(alpha, alpha) parameter; 0 disables MixUp.
         cutmix_alpha: CutMix's Beta(alpha, alpha) parameter; 0 disables CutMix.
         prob: Probability that a batch is mixed at all (when both are on, each
             mixed batch uses one of them, chosen with equal odds).
-
-    Raises:
-        ValueError: On a negative alpha or a probability outside ``[0, 1]``.
     """
 
     def __init__(
@@ -37,13 +38,6 @@ class BatchMixer:
         prob: float = 1.0,
     ) -> None:
         """Build the v2 transform (see class docstring)."""
-        if mixup_alpha < 0 or cutmix_alpha < 0:
-            raise ValueError(
-                f"mixup_alpha and cutmix_alpha must be >= 0, got {mixup_alpha}, "
-                f"{cutmix_alpha}"
-            )
-        if not 0 <= prob <= 1:
-            raise ValueError(f"mixup_prob must lie in [0, 1], got {prob}")
         self.num_classes = num_classes
         self.prob = prob
         choices: list[v2.Transform] = []
