@@ -27,9 +27,9 @@ wall, where separate tiles can show the same picture), and 100 aligned faces of
 different people (scikit-image's LFW subset), searched within the set.
 
 **Scale** (``--scale``): ``--train`` and ``--test`` synthetic 64 px images (random
-crops of the photos at five scales, rotated or mirrored, colour channels
-permuted, +-3 noise), ``--planted`` of the test images being copies of train
-images shifted by 2-4 px and brightened or darkened 5-10 %. Signatures are
+square regions of the photos, 0.6-2.5 x 64 px wide, rotated or mirrored, colour
+channels permuted, +-3 noise), ``--planted`` of the test images being copies of
+train images shifted by 2-4 px and brightened or darkened 5-10 %. Signatures are
 computed in chunks of generated images (only the signatures are kept); then one
 :func:`find_pairs`. Signature time, search time, pairs found, recall of the
 planted copies and peak memory are reported.
@@ -415,49 +415,49 @@ def extra_sets(args: argparse.Namespace) -> Table:
 # --- scale ------------------------------------------------------------------------
 
 PERMUTATIONS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
-SCALES = (0.45, 0.6, 0.8, 1.0, 1.3)
-
-
-def scale_sources() -> list[npt.NDArray[np.uint8]]:
-    photos = load_photos(PHOTOS)
-    return [
-        np.asarray(photo.resize((int(photo.width * s), int(photo.height * s))))
-        for photo in photos.values()
-        for s in SCALES
-    ]
+#: Side of the photo region each synthetic image shows, as a factor of its size.
+SIDES = (0.6, 2.5)
 
 
 def draw(
-    count: int,
-    sources: Sequence[npt.NDArray[np.uint8]],
-    rng: np.random.Generator,
-    size: int,
-) -> npt.NDArray[np.int64]:
-    """Crop parameters: source, top, left, dihedral transform, channel order."""
-    source = rng.integers(len(sources), size=count)
-    height = np.array([sources[i].shape[0] for i in source])
-    width = np.array([sources[i].shape[1] for i in source])
-    top = (rng.random(count) * (height - size - 8)).astype(np.int64) + 4
-    left = (rng.random(count) * (width - size - 8)).astype(np.int64) + 4
+    count: int, photos: Sequence[Image.Image], rng: np.random.Generator, size: int
+) -> npt.NDArray[np.float64]:
+    """Crop parameters: photo, top, left, side, dihedral transform, channel order."""
+    photo = rng.integers(len(photos), size=count)
+    side = size * np.exp(rng.uniform(*np.log(SIDES), size=count))
+    margin = 4 * SIDES[1]  # room for a planted copy's shift of 4 px
+    height = np.array([photos[i].height for i in photo]) - side - 2 * margin
+    width = np.array([photos[i].width for i in photo]) - side - 2 * margin
     return np.stack(
-        [source, top, left, rng.integers(8, size=count), rng.integers(6, size=count)],
+        [
+            photo,
+            margin + rng.random(count) * height,
+            margin + rng.random(count) * width,
+            side,
+            rng.integers(8, size=count),
+            rng.integers(6, size=count),
+        ],
         axis=1,
     )
 
 
 def render(
-    params: npt.NDArray[np.int64],
+    params: npt.NDArray[np.float64],
     gains: npt.NDArray[np.float32],
-    sources: Sequence[npt.NDArray[np.uint8]],
+    photos: Sequence[Image.Image],
     rng: np.random.Generator,
     size: int,
 ) -> npt.NDArray[np.uint8]:
     """The crops of ``params``, times ``gains``, with +-3 noise."""
     out = np.empty((len(params), size, size, 3), dtype=np.uint8)
-    for row, (source, top, left, turn, order) in enumerate(params):
-        pixels = sources[source][top : top + size, left : left + size]
-        pixels = np.rot90(pixels, turn % 4)
-        out[row] = (pixels[:, ::-1] if turn >= 4 else pixels)[:, :, PERMUTATIONS[order]]
+    for row, (photo, top, left, side, turn, order) in enumerate(params):
+        box = (left, top, left + side, top + side)
+        pixels = np.asarray(
+            photos[int(photo)].resize((size, size), Image.Resampling.BILINEAR, box=box)
+        )
+        pixels = np.rot90(pixels, int(turn) % 4)
+        pixels = pixels[:, ::-1] if turn >= 4 else pixels
+        out[row] = pixels[:, :, PERMUTATIONS[int(order)]]
     noisy = out.astype(np.int16) + rng.integers(-3, 4, size=out.shape, dtype=np.int16)
     for row in np.flatnonzero(gains != 1):
         noisy[row] = np.rint(noisy[row] * gains[row]).astype(np.int16)
@@ -465,9 +465,9 @@ def render(
 
 
 def timed_signatures(
-    params: npt.NDArray[np.int64],
+    params: npt.NDArray[np.float64],
     gains: npt.NDArray[np.float32],
-    sources: Sequence[npt.NDArray[np.uint8]],
+    sources: Sequence[Image.Image],
     rng: np.random.Generator,
     size: int,
     chunk: int = 2000,
@@ -492,17 +492,17 @@ def scale_mode(args: argparse.Namespace, console: Console) -> list[str]:
     """Signatures and search at scale; returns the target line."""
     size, rng = 64, np.random.default_rng(0)
     started = time.perf_counter()
-    sources = scale_sources()
+    sources = list(load_photos(PHOTOS).values())
     train = draw(args.train, sources, rng, size)
     test = draw(args.test, sources, rng, size)
     planted = rng.choice(args.test, size=int(args.planted * args.test), replace=False)
     originals = rng.integers(args.train, size=len(planted))
     test[planted] = train[originals]
+    # 2-4 px of the rendered image, in photo pixels
     shift = rng.integers(2, 5, size=(len(planted), 2)) * rng.choice(
         [-1, 1], size=(len(planted), 2)
     )
-    limits = np.array([sources[i].shape[:2] for i in test[planted, 0]]) - size
-    test[planted, 1:3] = np.clip(test[planted, 1:3] + shift, 0, limits)
+    test[planted, 1:3] += shift * test[planted, 3:4] / size
     test_gains = np.ones(args.test, dtype=np.float32)
     test_gains[planted] = 1 + rng.choice([-1, 1], len(planted)) * rng.uniform(
         0.05, 0.1, len(planted)

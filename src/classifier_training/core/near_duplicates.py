@@ -16,19 +16,30 @@ of the query's central 18 x 18 window with the reference's windows shifted by up
 to :data:`MAX_SHIFT` thumbnail pixels (1/8 of the image side) in each
 direction, best shift taken. Each window has its least-squares brightness plane
 removed first, so a brightness or contrast change, or a smooth gradient shared
-by two different images, does not raise the score. 1.0 is the same picture; a
-pair is reported from :data:`DEFAULT_THRESHOLD` up, and only when the mean
-colours agree (chromaticity within ``max_colour_shift``): a red and a blue crop
-with the same shapes are different pictures.
+by two different images, does not raise the score. 1.0 is the same picture.
+
+A pair is reported when three things hold: the score reaches the threshold
+(:data:`DEFAULT_THRESHOLD`, an option); the mean colours agree (a red and a blue
+crop with the same shapes are different pictures); and the *evidence*,
+``atanh(score) * sqrt(detail)``, reaches :data:`DEFAULT_MIN_EVIDENCE`, where
+``detail`` is the smaller effective number of independent details of the two
+images (the participation ratio of their DCT energy). A single edge or blob has
+little detail and correlates highly with many unrelated pictures, so it needs a
+score closer to 1.
 
 **Search** (:func:`find_pairs`) never loops over pairs in Python: a coarse stage
 compares low-frequency DCT coefficients of the windows at 3 x 3 shifts by blocks
 of matrix products and keeps the pairs above :data:`COARSE_THRESHOLD`; only those
 get the exact score. Memory grows with the block size and the number of pairs
-found, not with the product of the set sizes.
+found, not with the product of the set sizes. :func:`clusters` groups a set's
+pairs with itself into clusters.
 
 Images without detail (a blank or almost uniform crop) match nothing here: their
 correlation would be noise. Exact copies of those are found by the pixel hash.
+
+Written on numpy and scipy rather than taken from a library: the perceptual
+hashes of ``imagehash`` miss most shifted copies (see the benchmark), and
+scikit-image's ``match_template`` scores one pair at a time.
 """
 
 from __future__ import annotations
@@ -60,7 +71,7 @@ MAX_SHIFT = 3
 WINDOW = THUMBNAIL - 2 * MAX_SHIFT
 #: Values per signature: the thumbnail, then the mean red, green and blue.
 SIGNATURE_LENGTH = THUMBNAIL * THUMBNAIL + 3
-#: Score from which a pair is reported (``--near-duplicate-threshold``).
+#: Score from which a pair is reported (the documented threshold option).
 DEFAULT_THRESHOLD = 0.92
 #: Largest difference of mean chromaticity (L1 of r, g, b shares) of a pair.
 DEFAULT_MAX_COLOUR_SHIFT = 0.1
@@ -80,6 +91,7 @@ MIN_DETAIL = 1.0
 
 _MOST_SCORE = 1.0 - 1e-6  # keeps atanh finite
 _PAIR_BATCH = 4096  # pairs scored together
+_IMAGE_BATCH = 4096  # thumbnails turned into signatures together
 _CANDIDATES = 8  # x max_per_query: most pairs of one query scored per block
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _SHIFTS = 2 * MAX_SHIFT + 1
@@ -132,19 +144,29 @@ def signature(image: npt.NDArray[np.uint8]) -> SignatureArray:
 def signatures(images: Iterable[npt.NDArray[np.uint8]]) -> SignatureArray:
     """:func:`signature` of each image, stacked: ``(N, SIGNATURE_LENGTH)``.
 
+    Images are consumed in batches, so a generator of decoded images keeps the
+    memory bounded by the result.
+
     Raises:
         ValueError: For an image of another dtype or shape, or an empty one.
     """
-    small = [
-        np.asarray(
-            Image.fromarray(_checked(image)).resize(
-                (THUMBNAIL, THUMBNAIL), Image.Resampling.BILINEAR, reducing_gap=3.0
-            )
+    parts = [np.zeros((0, SIGNATURE_LENGTH), dtype=np.uint8)]
+    batch: list[npt.NDArray[np.uint8]] = []
+    for image in images:
+        small = Image.fromarray(_checked(image)).resize(
+            (THUMBNAIL, THUMBNAIL), Image.Resampling.BILINEAR, reducing_gap=3.0
         )
-        for image in images
-    ]
-    if not small:
-        return np.zeros((0, SIGNATURE_LENGTH), dtype=np.uint8)
+        batch.append(np.asarray(small))
+        if len(batch) == _IMAGE_BATCH:
+            parts.append(_from_thumbnails(batch))
+            batch = []
+    if batch:
+        parts.append(_from_thumbnails(batch))
+    return np.concatenate(parts)
+
+
+def _from_thumbnails(small: list[npt.NDArray[np.uint8]]) -> SignatureArray:
+    """Signatures of RGB thumbnails: blurred grey, then mean colour."""
     rgb = np.stack(small).astype(np.float32)
     blur = _blur_matrix()
     grey = blur @ (rgb @ _LUMA) @ blur.T
@@ -329,6 +351,11 @@ def _references(sigs: SignatureArray) -> _References:
     )
 
 
+def _pairs_last(stack: Floats) -> Floats:
+    """``(n, a, b)`` as a contiguous ``(a, b, n)`` array."""
+    return np.ascontiguousarray(stack.transpose(1, 2, 0))
+
+
 def _exact_scores(
     queries: _Centres, refs: _References, query: Indices, ref: Indices
 ) -> Floats:
@@ -336,14 +363,16 @@ def _exact_scores(
 
     def batch(start: int) -> Floats:
         q, r = query[start : start + _PAIR_BATCH], ref[start : start + _PAIR_BATCH]
-        templates = queries.templates[q].reshape(-1, WINDOW, WINDOW)
-        thumbs, inverse = refs.thumbnails[r], refs.inverse_norms[r]
+        # pairs last: every product below runs along contiguous memory
+        templates = _pairs_last(queries.templates[q].reshape(-1, WINDOW, WINDOW))
+        thumbs = _pairs_last(refs.thumbnails[r])
+        inverse = _pairs_last(refs.inverse_norms[r])
         best = np.zeros(len(q), dtype=np.float32)
         for dy in range(_SHIFTS):
             for dx in range(_SHIFTS):
-                window = thumbs[:, dy : dy + WINDOW, dx : dx + WINDOW]
-                dots = np.einsum("nij,nij->n", window, templates)
-                np.maximum(best, dots * inverse[:, dy, dx], out=best)
+                window = thumbs[dy : dy + WINDOW, dx : dx + WINDOW]
+                dots = np.einsum("ijn,ijn->n", window, templates)
+                np.maximum(best, dots * inverse[dy, dx], out=best)
         return best
 
     starts = range(0, len(query), _PAIR_BATCH)
@@ -424,7 +453,8 @@ def find_pairs(
             (where more than 8 times as many look alike at the coarse stage
             within one block, only the closest of those are scored).
         block: Images per block on each side; the working memory is about
-            ``block**2 * 8`` bytes plus ``block * 0.01`` MB.
+            ``block**2 * 8`` bytes plus 40 kB per image of a block (about 120 MB
+            at the default), besides the signatures and the pairs found.
         exhaustive: Score every pair exactly, without the coarse stage (slow;
             for checking the coarse stage on small sets).
 
@@ -488,7 +518,8 @@ def clusters(pairs: Pairs, count: int) -> list[Indices]:
         shape=(count, count),
     )
     _, labels = connected_components(graph, directed=False)
-    sizes = np.bincount(labels)
-    groups = [np.flatnonzero(labels == label) for label in np.flatnonzero(sizes > 1)]
+    order = np.argsort(labels, kind="stable")  # members of a label stay sorted
+    groups = np.split(order, np.cumsum(np.bincount(labels))[:-1])
+    groups = [group for group in groups if len(group) > 1]
     groups.sort(key=lambda members: (-len(members), int(members[0])))
     return groups
