@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 # Logged metric -> (plot, legend label). Missing metrics are simply not drawn.
 CURVES: dict[str, tuple[str, str]] = {
@@ -182,6 +183,7 @@ def plot_runs_metric(
         ax.plot(xs, ys, style, marker="o", markersize=3, label=label)
         drawn += 1
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(title)
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -312,11 +312,14 @@ def render_summary_html(summary: SweepSummary) -> str:
             "<p class='note'>Every job is its own setting (no <code>seed</code> "
             "axis): repeat with <code>seed=0,1,2</code> to see the noise.</p>"
         )
+    curve_labels = [
+        f"{summary.jobs[i]}: {_short_setting(summary.varying(i))}"[:48] for i in order
+    ]
     command = _sweep_command(summary.folder)
     sections = [
         ("jobs", "Jobs", jobs),
         ("settings", "Settings over seeds", settings),
-        ("curves", "Curves of all jobs", curves_html(labels, records)),
+        ("curves", "Curves of all jobs", curves_html(curve_labels, records)),
         ("command", "Command", f"<pre>{esc(command or '(not recorded)')}</pre>"),
     ]
     best = records[0].monitored if records else None
@@ -350,12 +353,21 @@ def write_sweep_summary(folder: Path) -> SweepSummary:
     return summary
 
 
+def _display_value(value: str) -> str:
+    """A sampled float with many digits, shortened for reading (the CSV keeps it)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.4g}" if len(value) > 8 and "." in value else value
+
+
 def _short_setting(values: dict[str, str]) -> str:
     """``lr=0.001, seed=1``: the last part of each dotted key, where unambiguous."""
     short = {k: k.rsplit(".", 1)[-1] for k in values}
     if len(set(short.values())) < len(short):
         short = {k: k for k in values}
-    return ", ".join(f"{short[k]}={v}" for k, v in values.items())
+    return ", ".join(f"{short[k]}={_display_value(v)}" for k, v in values.items())
 
 
 def print_sweep_summary(summary: SweepSummary, console: Console | None = None) -> None:
