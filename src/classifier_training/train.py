@@ -24,6 +24,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
@@ -521,6 +522,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg, output_dir)
     except ClassifierError as error:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # a failed job of a sweep: Hydra records it, the other jobs run
         print(f"error: {error}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
     if is_rank_zero():

@@ -8,8 +8,6 @@ whatever its ``metrics.csv`` holds.
 from __future__ import annotations
 
 import csv
-import math
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import lightning as L
@@ -24,60 +22,12 @@ from classifier_training.plots import (
     plot_metric_curves,
     save_figure,
 )
-from classifier_training.plots.history import CURVES
 
-LR_PREFIX = "lr-"  # LearningRateMonitor's column names: lr-AdamW, lr-SGD, ...
+# Re-exported: the reader moved to the torch-free plots package (sweep summaries
+# and the compare page read the same history).
+from classifier_training.plots.history import read_history
 
-
-def _number(text: str | None) -> float | None:
-    try:
-        value = float(text) if text else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) else None
-
-
-def read_history(
-    rows: Iterable[Mapping[str, str]],
-) -> tuple[list[dict[str, float]], list[tuple[float, float]]]:
-    """Per-epoch metrics and learning-rate points from ``metrics.csv`` rows.
-
-    Args:
-        rows: The CSV rows (``csv.DictReader``): ``epoch``, ``step`` and a
-            column per logged metric, empty where a row lacks it.
-
-    Returns:
-        One dict per trained epoch (``epoch`` and the :data:`CURVES` metrics
-        logged in it, the last value winning) in epoch order, and
-        ``(optimizer step, lr)`` points of the first learning-rate column.
-    """
-    epochs: dict[float, dict[str, float]] = {}
-    lr_points: list[tuple[float, float]] = []
-    lr_column: str | None = None
-    for row in rows:
-        # LearningRateMonitor logs its own rows, with a step but no epoch.
-        if lr_column is None:
-            lr_column = next((k for k in row if k.startswith(LR_PREFIX)), None)
-        lr = _number(row.get(lr_column)) if lr_column else None
-        step = _number(row.get("step"))
-        if lr is not None and step is not None:
-            lr_points.append((step, lr))
-        epoch = _number(row.get("epoch"))
-        if epoch is None:
-            continue
-        record = epochs.setdefault(epoch, {"epoch": epoch})
-        for key in CURVES:
-            value = _number(row.get(key))
-            if value is not None:
-                record[key] = value
-    # Rows of trainer.validate()/test() after fit carry the next epoch number but
-    # no training metric: they are evaluations, not epochs.
-    trained = [
-        epochs[e]
-        for e in sorted(epochs)
-        if any(k.startswith("train/") for k in epochs[e])
-    ]
-    return trained, lr_points
+__all__ = ["TrainingHistoryCallback", "read_history"]
 
 
 class TrainingHistoryCallback(Callback):

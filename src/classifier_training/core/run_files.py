@@ -18,6 +18,18 @@ reads everything else. Writers and readers import the names from here::
 
 An evaluation folder (``classifier-evaluate``) holds ``summary.json``,
 ``confusion_matrix.png``, ``mistakes.png`` and ``report.html``.
+
+A sweep folder (``classifier-train -m``: Hydra's ``multirun/``, or a
+``classifier-tune`` study) holds one run folder per job::
+
+    SWEEP/
+    ├── multirun.yaml                     Hydra's record of the sweep
+    ├── study.db                          classifier-tune: the Optuna study
+    ├── summary.csv, summary.html         one row per job, best first
+    ├── summary_settings.csv              seeds repeated: mean and std per setting
+    ├── compare.html                      classifier-report --compare SWEEP
+    └── 0/, 1/, ...                       run folders (+ job_status.json when a
+                                          job failed or was pruned)
 """
 
 from __future__ import annotations
@@ -27,6 +39,8 @@ from pathlib import PurePosixPath
 HYDRA_DIR = ".hydra"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
 HYDRA_FILE = f"{HYDRA_DIR}/hydra.yaml"
+#: The job's own overrides (``key=value`` lines), as Hydra records them.
+OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
 CHECKPOINTS_DIR = "checkpoints"
 BEST_CHECKPOINT = "best.ckpt"
 LAST_CHECKPOINT = "last.ckpt"
@@ -54,6 +68,19 @@ HISTORY_DIR = "training_history"
 HISTORY_PLOTS = ("loss", "accuracy", "learning_rate")
 #: ``classifier-evaluate``'s summary (its folder's ``metrics.json``).
 SUMMARY_FILE = "summary.json"
+#: Hydra's record of a sweep, in the sweep folder.
+MULTIRUN_FILE = "multirun.yaml"
+#: A job that failed or was pruned: its status and the first line of its error.
+JOB_STATUS_FILE = "job_status.json"
+#: The sweep summary: one row per job (CSV) and the page (HTML).
+SWEEP_CSV = "summary.csv"
+SWEEP_HTML = "summary.html"
+#: Jobs that differ only by ``seed``, grouped: mean and std per setting.
+SWEEP_SETTINGS_CSV = "summary_settings.csv"
+#: ``classifier-report --compare``'s page.
+COMPARE_FILE = "compare.html"
+#: ``classifier-tune``'s Optuna study (SQLite), in the study folder.
+STUDY_DB = "study.db"
 #: Glob that matches the per-epoch folders (:func:`epoch_folder`).
 EPOCH_GLOB = "epoch_[0-9][0-9][0-9]"
 

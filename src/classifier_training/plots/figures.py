@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -28,6 +29,21 @@ def save_figure(figure: Figure, path: Path, dpi: int = DPI) -> Path:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=dpi)
     return path
+
+
+def figure_png(figure: Figure, dpi: int = DPI) -> bytes:
+    """``figure`` as PNG bytes (pages that embed a plot without writing a file).
+
+    Args:
+        figure: The figure.
+        dpi: Resolution.
+
+    Returns:
+        The PNG data.
+    """
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
 
 
 def save_image(image: Image.Image, path: Path) -> Path:

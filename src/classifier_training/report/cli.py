@@ -1,24 +1,38 @@
-"""``classifier-report RUN_DIR``: (re)build the ``report.html`` of a folder.
+"""``classifier-report``: (re)build the page of a folder, or compare runs.
 
-A training run folder (``metrics.json``) gets the run page; a
-``classifier-evaluate`` folder (``summary.json``) gets the evaluation page.
+``classifier-report FOLDER``: a training run folder (``metrics.json``) gets its
+``report.html``; a ``classifier-evaluate`` folder (``summary.json``) gets the
+evaluation page; a sweep folder (Hydra's ``multirun/<date>/<time>``, a
+``classifier-tune`` study) gets ``summary.csv``/``summary.html`` again.
 
-Exit status: 0 written, 2 not a folder a report can be built from.
+``classifier-report --compare RUN_DIR RUN_DIR ... [-o PAGE]``: one page with the
+runs side by side (a sweep folder stands for all its jobs); by default
+``SWEEP/compare.html`` for a single sweep, else ``./compare.html``.
+
+Exit status: 0 written, 1 a sweep whose every job failed (its summary is still
+written), 2 not a folder a page can be built from.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from classifier_training.core.errors import run_command
+from classifier_training.core.errors import UsageError, run_command
 from classifier_training.core.run_files import METRICS_FILE, SUMMARY_FILE
+from classifier_training.report.compare import build_compare_report
 from classifier_training.report.evaluation import build_evaluation_report
 from classifier_training.report.run import ReportError, build_run_report, read_json
+from classifier_training.report.runs import is_sweep_folder
+from classifier_training.report.sweep import print_sweep_summary, write_sweep_summary
+
+#: Exit status of a sweep in which no job finished.
+ALL_FAILED_EXIT_CODE = 1
 
 
 def build_report(folder: Path) -> Path:
-    """Write the page that fits ``folder``; returns its path.
+    """Write the page that fits a run or evaluation folder; returns its path.
 
     Raises:
         ReportError: If ``folder`` is neither a run nor an evaluation folder.
@@ -31,8 +45,8 @@ def build_report(folder: Path) -> Path:
     if summary:
         return build_evaluation_report(folder, summary)
     raise ReportError(
-        f"{folder}: neither metrics.json (a training run) nor summary.json "
-        "(a classifier-evaluate folder) found"
+        f"{folder}: neither metrics.json (a training run), summary.json "
+        "(a classifier-evaluate folder) nor job folders (a sweep) found"
     )
 
 
@@ -40,13 +54,54 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``classifier-report``; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="classifier-report",
-        description="Build report.html for a training run or evaluation folder.",
+        description="Build report.html of a run or evaluation folder, the summary "
+        "of a sweep folder, or (--compare) one page comparing runs.",
     )
-    parser.add_argument("folder", type=Path, help="run folder or evaluation folder")
+    parser.add_argument(
+        "folders",
+        type=Path,
+        nargs="+",
+        metavar="FOLDER",
+        help="run, evaluation or sweep folder (several with --compare)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="compare the runs side by side (a sweep folder: all its jobs)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="with --compare: the page to write (default SWEEP/compare.html for "
+        "one sweep, else ./compare.html)",
+    )
     args = parser.parse_args(argv)
 
     def run() -> int:
-        path = build_report(args.folder)
+        if args.compare:
+            path, comparison = build_compare_report(args.folders, args.output)
+            for warning in comparison.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+            print(f"compare page: {path}")
+            return 0
+        if len(args.folders) > 1 or args.output is not None:
+            raise UsageError(
+                "several folders or --output need --compare "
+                "(classifier-report --compare RUN_DIR RUN_DIR ...)"
+            )
+        (folder,) = args.folders
+        if folder.is_dir() and is_sweep_folder(folder):
+            summary = write_sweep_summary(folder)
+            print_sweep_summary(summary)
+            if summary.all_failed:
+                print(
+                    f"error: {folder}: every job of the sweep failed", file=sys.stderr
+                )
+                return ALL_FAILED_EXIT_CODE
+            return 0
+        path = build_report(folder)
         print(f"report: {path}")
         return 0
 

@@ -94,12 +94,17 @@ def pct(value: object) -> str:
     return "-"
 
 
+def png_tag(data: bytes, alt: str) -> str:
+    """An ``<img>`` with PNG bytes embedded as base64."""
+    encoded = base64.b64encode(data).decode("ascii")
+    return f'<img src="data:image/png;base64,{encoded}" alt="{esc(alt)}">'
+
+
 def image_tag(path: Path, alt: str) -> str:
     """An ``<img>`` with the PNG embedded as base64 (empty string if missing)."""
     if not path.is_file():
         return ""
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
+    return png_tag(path.read_bytes(), alt)
 
 
 def figure(path: Path, caption: str) -> str:
