@@ -64,8 +64,8 @@ def datamodule(root: Path, **values: Any) -> ImageFolderDataModule:
         (17, 2, 4, 8),  # 9 per rank: 8 in whole batches
         (15, 2, 4, 8),  # 8 per rank: the shuffle repeats one row
         (16, 1, 4, 16),
-        (3, 1, 4, 0),  # less than one batch
-        (5, 2, 4, 0),  # 3 per rank
+        (3, 1, 4, 3),  # less than one batch: the epoch's one batch
+        (5, 2, 4, 3),  # 3 per rank
     ],
 )
 def test_each_rank_draws_whole_batches(
@@ -135,22 +135,33 @@ def test_fit_on_one_row_over_drops_it_and_the_schedule_agrees(
     assert len(dm.draw_sampler.drawn_indices) == 16
 
 
-def test_a_split_smaller_than_one_batch_is_refused_in_one_line(
+def test_a_split_smaller_than_one_batch_is_one_batch_per_epoch(
     tmp_path: Path,
 ) -> None:
+    root = make_jsonl_dataset(tmp_path / "data", ("a", "b"), per_class=3)
+    dm = datamodule(root, batch_size=64)
+    loader = dm.train_dataloader()
+    assert dm.draw_sampler.batch_size == 6
+    assert len(loader) == 1
+    (batch,) = list(loader)
+    assert len(batch["labels"]) == 6
+    # Two processes: three images each, in one batch of three.
+    sampler = dm.draw_sampler
+    sampler.distribute(2, 1, 64)
+    assert (len(sampler), sampler.batch_size, sampler.total_size) == (3, 3, 6)
+
+
+def test_one_image_per_process_is_refused_in_one_line(tmp_path: Path) -> None:
     root = make_jsonl_dataset(tmp_path / "data", ("a", "b"), per_class=2)
-    dm = datamodule(root, batch_size=8)
+    dm = datamodule(root, sampler={"num_samples": 1})
     with pytest.raises(DataError) as caught:
         dm.train_dataloader()
     message = str(caught.value)
     assert "\n" not in message
-    assert str(root / "train") in message
-    assert "4 train rows" in message
-    assert "data.batch_size=8" in message
-    assert "at most 4" in message
-    weighted = datamodule(root, batch_size=4, sampler={"num_samples": 3})
-    with pytest.raises(DataError, match=r"data\.sampler\.num_samples=3 .*at most 3"):
-        weighted.train_dataloader()
+    assert message.startswith(
+        "data.sampler.num_samples=1: each of the 1 training process(es) would draw "
+        "one image per epoch"
+    )
 
 
 # -- through the CLI: one process and two -------------------------------------------

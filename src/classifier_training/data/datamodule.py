@@ -1,4 +1,11 @@
-"""``ImageFolderDataModule``: splits, classes, class weights, sampler, loaders."""
+"""``ImageFolderDataModule``: the Lightning face of the data pipeline.
+
+It wires one module per concern: validation and classes (:mod:`.splits`), the
+decoded-image caches (:mod:`.split_caches`), the training draws (:mod:`.sampler`),
+the loaders (:mod:`.loader_settings`) and the statistics (:mod:`.summary`); it
+holds the deployment contract (saved in checkpoints) and runs the device
+augmentation after the batch transfer.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +39,6 @@ from classifier_training.data.sampler import (
     EpochSampler,
     TrackingWeightedRandomSampler,
     build_draw_sampler,
-    draws_per_rank,
 )
 from classifier_training.data.split_caches import cache_splits
 from classifier_training.data.splits import (
@@ -123,7 +129,8 @@ class ImageFolderDataModule(L.LightningDataModule):
     cut to a multiple of ``data.batch_size``
     (:func:`~classifier_training.data.sampler.draws_per_rank`), so no batch is too
     small for BatchNorm, and the sampler's epoch, ``len(train_dataloader())`` and
-    the learning-rate schedule's step count agree. A split too small for one batch
+    the learning-rate schedule's step count agree. A split smaller than one batch
+    per process trains on one smaller batch per epoch (with a warning); one image
     per process is refused with one line.
 
     With ``data.augment_on=device`` the train loader yields ``uint8`` images and
@@ -424,36 +431,45 @@ class ImageFolderDataModule(L.LightningDataModule):
             return 1, 0
         return int(trainer.world_size), int(trainer.global_rank)
 
-    def _too_few_draws(self, draws: int, world: int) -> DataError:
-        """The one-line refusal of an epoch with less than one batch per process."""
-        batch, share = self.config.batch_size, -(-draws // world)
+    def _epoch_source(self, draws: int) -> str:
+        """What sets the number of draws per epoch, for messages."""
         if self.train_sampler is not None and self.config.sampler.num_samples:
-            source = f"data.sampler.num_samples={draws}"
-        else:
-            source = f"{self.split_dirs['train']}: {draws} train rows"
-        return DataError(
-            f"{source} give each of {world} training process(es) {share} image(s), "
-            f"less than one batch (data.batch_size={batch}); set data.batch_size "
-            f"to at most {share}"
-        )
+            return f"data.sampler.num_samples={draws}"
+        return f"{self.split_dirs['train']} ({draws} train rows)"
 
     # -- loaders -----------------------------------------------------------------
     def train_dataloader(self) -> DataLoader[Any]:
         """Training batches: this rank's share of the epoch's draws, whole batches.
 
+        A share smaller than ``data.batch_size`` is the epoch's one batch.
+
         Raises:
-            DataError: If a process's share is less than one batch.
+            DataError: If a process would draw one image per epoch (BatchNorm
+                cannot train on a batch of one).
         """
         sampler = self.draw_sampler
         world, rank = self._world()
-        if draws_per_rank(sampler.num_draws, world, self.config.batch_size) == 0:
-            raise self._too_few_draws(sampler.num_draws, world)
         sampler.distribute(world, rank, self.config.batch_size)
+        source = self._epoch_source(sampler.num_draws)
+        if sampler.num_samples < 2:
+            raise DataError(
+                f"{source}: each of the {world} training process(es) would draw "
+                "one image per epoch; BatchNorm needs batches of 2 at least: add "
+                "rows or use fewer processes"
+            )
+        if sampler.batch_size < self.config.batch_size:
+            logger.warning(
+                f"{source}: each of the {world} training process(es) draws "
+                f"{sampler.num_samples} images per epoch, less than one batch "
+                f"(data.batch_size={self.config.batch_size}): it trains on one "
+                f"batch of {sampler.batch_size} per epoch"
+            )
         return build_loader(
             self.datasets["train"],
             self.config,
             self.accelerator,
             sampler,
+            batch_size=sampler.batch_size,
             drop_last=True,
         )
 

@@ -96,6 +96,7 @@ def build_loader(
     accelerator: str,
     sampler: Sampler[int] | None,
     *,
+    batch_size: int | None = None,
     drop_last: bool = False,
 ) -> DataLoader[Any]:
     """A DataLoader over ``dataset`` in the configured batches and workers.
@@ -105,6 +106,7 @@ def build_loader(
         config: The data config (batch size, workers, pinning, prefetching).
         accelerator: The ``trainer.accelerator`` setting.
         sampler: The order of the rows (``None``: file order).
+        batch_size: Images per batch (default: ``config.batch_size``).
         drop_last: Leave out an incomplete last batch.
 
     Returns:
@@ -120,7 +122,7 @@ def build_loader(
     on_cpu = accelerator.strip().lower() == "cpu"
     return DataLoader(
         dataset,
-        batch_size=config.batch_size,
+        batch_size=batch_size or config.batch_size,
         shuffle=False,
         sampler=sampler,
         num_workers=workers,

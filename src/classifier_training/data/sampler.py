@@ -13,7 +13,8 @@ cut to a multiple of the batch size, as torchvision's references and timm drop
 the incomplete last batch. A last batch of one image would stop BatchNorm, and
 cutting in the sampler, not only in the ``DataLoader``, keeps one length for the
 draws (and their record), the steps of the learning-rate schedule and every
-rank's share.
+rank's share. A share smaller than one batch is not cut to nothing: it is the
+epoch's one batch (:attr:`EpochSampler.batch_size` says how large).
 
 The samplers subclass ``DistributedSampler`` so that Lightning keeps them as
 they are instead of wrapping them in its own distributed sampler.
@@ -33,7 +34,7 @@ from classifier_training.core.readers import DataError, display_name
 
 
 def draws_per_rank(num_draws: int, num_replicas: int, batch_size: int) -> int:
-    """Draws each rank trains on per epoch: its share, cut to whole batches.
+    """Draws each rank trains on per epoch: its share, in whole batches.
 
     Args:
         num_draws: Draws the epoch asks for (all ranks together).
@@ -42,10 +43,11 @@ def draws_per_rank(num_draws: int, num_replicas: int, batch_size: int) -> int:
 
     Returns:
         ``ceil(num_draws / num_replicas)`` rounded down to a multiple of
-        ``batch_size``; 0 when a rank's share is less than one batch.
+        ``batch_size``; the whole share when it is less than one batch (the
+        epoch is then a single, smaller batch).
     """
     share = -(-num_draws // num_replicas)
-    return share // batch_size * batch_size
+    return share if share < batch_size else share // batch_size * batch_size
 
 
 class EpochSampler(DistributedSampler[int]):
@@ -57,7 +59,9 @@ class EpochSampler(DistributedSampler[int]):
 
     Attributes:
         num_draws: Draws asked for per epoch (before cutting to whole batches).
-        batch_size: The batch size the epoch is cut to.
+        batch_size: Images per batch of this epoch: the batch size asked for,
+            or the whole share of a rank when that is smaller. The training
+            loader batches with it, so every batch is whole.
         drawn_indices: The whole current (or last) epoch, all ranks' draws.
         rank_indices: This rank's share of it, in the order it was yielded.
     """
@@ -89,18 +93,13 @@ class EpochSampler(DistributedSampler[int]):
                 whole batches.
 
         Raises:
-            ValueError: If ``rank`` is out of range, or a rank's share would be
-                less than one batch (the epoch would be empty).
+            ValueError: If ``rank`` is out of range.
         """
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         per_rank = draws_per_rank(self.num_draws, num_replicas, batch_size)
-        if per_rank == 0:
-            raise ValueError(
-                f"{self.num_draws} draws give each of {num_replicas} rank(s) less "
-                f"than one batch of {batch_size}"
-            )
-        self.num_replicas, self.rank, self.batch_size = num_replicas, rank, batch_size
+        self.num_replicas, self.rank = num_replicas, rank
+        self.batch_size = min(batch_size, per_rank)
         self.num_samples = per_rank
         self.total_size = per_rank * num_replicas
 
