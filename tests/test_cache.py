@@ -24,6 +24,8 @@ from classifier_training.data.cache import (
 )
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.data.dataset import DecodeAndResize
+from classifier_training.data.split_caches import cache_splits
+from classifier_training.data.splits import read_splits
 from classifier_training.data.transforms import ResizeToInput
 from tests.helpers import class_image
 
@@ -248,3 +250,33 @@ def test_cache_build_finds_truncated_images(jsonl_root: Path) -> None:
     dm.setup()
     assert dm.summary()["skipped_images"]["at_startup"] == {"train": 1}
     assert len(dm.datasets["train"]) == 17
+
+
+def test_caching_returns_the_rows_it_keeps_and_leaves_its_input(
+    jsonl_root: Path,
+) -> None:
+    """The header pass leaves out an empty file, the cache build a truncated one:
+    the build returns its rows and counts, and the data module adds both up."""
+    truncated = jsonl_root / "train" / "images" / "c1_1.png"
+    Image.effect_noise((64, 64), 50).convert("RGB").save(truncated)
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[:200] + data[-12:])
+    (jsonl_root / "valid" / "images" / "c0_0.png").write_bytes(b"")
+    config = DataModuleConfig(
+        data_root=jsonl_root, image_size=16, cache="ram", on_bad_image="skip"
+    )
+    found = read_splits(config.data_root, config.on_bad_image)
+    assert found.skipped == {"train": 0, "val": 1, "test": 0}
+    given = {split: list(rows) for split, rows in found.rows.items()}
+    resize = ResizeToInput(16, config.resize_mode, config.mean)
+    cached = cache_splits(found.rows, config, resize, DecodeAndResize(resize))
+    assert found.rows == given  # not edited in place
+    assert cached.skipped == {"train": 1, "val": 0, "test": 0}
+    assert [s.image for s in given["train"] if s not in cached.rows["train"]] == [
+        truncated
+    ]
+    assert cached.rows["val"] == given["val"]
+    dm = ImageFolderDataModule(config, arch="resnet18")
+    dm.setup()
+    assert dm.skipped_at_startup == {"train": 1, "val": 1, "test": 0}
+    assert dm.summary()["skipped_images"]["total"] == 2

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from classifier_training.check_data import main
+from classifier_training.core.readers import canonical_split
 from tests.helpers import write_jsonl_split
 from tests.test_validation import add_rows, row
 
@@ -77,6 +78,28 @@ def test_leakage_across_and_within_splits(
     assert within["splits"] == ["val"]
     severities = sorted(p["severity"] for p in result["problems"])
     assert severities == ["error", "warning"]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("train", "valid"), ("valid", "test"), ("train", "test")]
+)
+def test_leakage_between_any_two_splits_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], first: str, second: str
+) -> None:
+    """A copy of one split's image in another split, whichever two they are."""
+    root = make_clean_dataset(tmp_path / "d")
+    Image.open(root / first / "images" / "c2_1.png").save(
+        root / second / "images" / "leak.bmp"
+    )
+    add_rows(root / second, row("images/leak.bmp", "23"))
+    code, result = run_json(root, capsys)
+    assert code == 1
+    (group,) = result["leakage"]
+    assert group["cross_split"] is True
+    assert group["splits"] == sorted(map(canonical_split, (first, second)))
+    (error,) = [p for p in result["problems"] if p["severity"] == "error"]
+    assert "identical images across splits" in error["message"]
+    assert str(root / second / "images" / "leak.bmp") in error["message"]
 
 
 def test_full_decode_finds_what_the_header_pass_cannot(

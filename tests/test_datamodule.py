@@ -13,12 +13,13 @@ from PIL import Image
 
 from classifier_training.config import DataModuleConfig, load_data_config
 from classifier_training.core.preprocessing import resize_to_input
-from classifier_training.core.readers import DataError
+from classifier_training.core.readers import DataError, Sample
 from classifier_training.data.datamodule import (
     ImageFolderDataModule,
     inverse_frequency_weights,
 )
 from classifier_training.data.sampler import TrackingWeightedRandomSampler
+from classifier_training.data.splits import assign_classes
 from tests.helpers import make_jsonl_dataset, write_jsonl_split
 
 
@@ -220,3 +221,39 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     config = DataModuleConfig(data_root=tmp_path)
     with pytest.raises(ValueError, match="frozen"):
         config.batch_size = 3  # type: ignore[misc]
+
+
+def test_every_attribute_exists_before_setup(jsonl_root: Path) -> None:
+    config = load_data_config({"data_root": jsonl_root, "augment_on": "workers"})
+    dm = ImageFolderDataModule(config, arch="resnet18")
+    for name in (
+        "split_dirs", "layouts", "datasets", "excluded", "caches", "loaders",
+        "skipped_at_startup",
+    ):  # fmt: skip
+        assert getattr(dm, name) == {}, name
+    assert dm.train_sampler is None
+    with pytest.raises(RuntimeError, match=r"setup\(\) first"):
+        _ = dm.class_names
+
+
+def test_classes_come_from_train_and_eval_rows_of_other_labels_are_left_out(
+    tmp_path: Path,
+) -> None:
+    def rows(split: str, *labels: str) -> list[Sample]:
+        return [
+            Sample(tmp_path / f"{split}{i}.png", x, tmp_path)
+            for i, x in enumerate(labels)
+        ]
+
+    classed = assign_classes(
+        {"train": rows("t", "b", "", "a", "b"), "val": rows("v", "a", "z", "z")},
+        tmp_path / "train",
+    )
+    assert classed.class_names == ("", "a", "b")
+    assert classed.class_to_idx == {"": 0, "a": 1, "b": 2}
+    assert [s.label for s in classed.rows["val"]] == ["a"]
+    assert classed.excluded["val"].labels == {"z": 2}
+    with pytest.raises(
+        DataError, match=r"train: need at least 2 classes, found \['a'\]"
+    ):
+        assign_classes({"train": rows("t", "a", "a")}, tmp_path / "train")

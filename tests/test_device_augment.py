@@ -486,14 +486,14 @@ def test_workers_only_steps_are_refused_on_the_device_path(tmp_path: Path) -> No
     assert erasing.augment_on == "device"
 
 
-def test_train_batch_shows_the_device_augmentation(tmp_path: Path) -> None:
-    """The augmentation preview reads ``train_batch``: on the device path it must be
+def test_preview_batch_shows_the_device_augmentation(tmp_path: Path) -> None:
+    """The augmentation preview reads ``preview_batch``: on the device path it must be
     augmented and normalised there too, not the bare ``uint8`` crops."""
     root = make_jsonl_dataset(tmp_path / "data", ("", "7", "23"), per_class=6, size=24)
     dm = _datamodule(root, augment_on="device")
     torch.manual_seed(0)
-    first = dm.train_batch([0, 1, 2])["images"]
-    second = dm.train_batch([0, 1, 2])["images"]
+    first = dm.preview_batch([0, 1, 2])["images"]
+    second = dm.preview_batch([0, 1, 2])["images"]
     assert first.dtype == torch.float32
     assert first.shape == (3, 3, 24, 24)
     assert not torch.equal(first, second)  # a fresh random draw each call
@@ -716,7 +716,7 @@ def test_broadcast_preset_runs_on_the_device_path(tmp_path: Path) -> None:
     assert dm.augment_on == "device"
     assert dm.config.transforms.degradations.jpeg.p > 0
     torch.manual_seed(0)
-    batch = dm.train_batch(list(range(6)))["images"]
+    batch = dm.preview_batch(list(range(6)))["images"]
     assert batch.dtype == torch.float32
     assert batch.shape == (6, 3, 24, 24)
     # Normalised: the [0, 1] range mapped through the ImageNet statistics.

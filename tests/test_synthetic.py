@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,12 @@ from classifier_training.synthetic import (
 )
 from classifier_training.synthetic.cli import build_parser, main
 from classifier_training.synthetic.colors import HELD_OUT_PALETTE, PALETTE
-from classifier_training.synthetic.config import DEGRADED_FONTS, DEGRADED_SPLIT
+from classifier_training.synthetic.config import (
+    DEGRADED_FONTS,
+    DEGRADED_SPLIT,
+    SynthConfigError,
+    synth_config,
+)
 from classifier_training.synthetic.degraded import degraded_config, degraded_fonts
 from classifier_training.synthetic.geometry import (
     Pose,
@@ -124,6 +128,54 @@ def test_config_validation(tmp_path: Path) -> None:
     assert cfg.classes == ("2", "10", "")
     assert cfg.per_class_counts() == {"train": 4, "valid": 2, "test": 2}
     assert _config(tmp_path, per_class=60).eval_per_class == 12
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("image_size", 8),
+        ("seed", -1),
+        ("workers", 0),
+        ("eval_fraction", 1.5),
+        ("fonts", ()),
+        ("aspect_range", (1.5, 1.0)),  # lo > hi
+        ("gain_range", (0.5, 3.5)),  # above its bound
+        ("jpeg_quality_range", (0, 90)),
+        ("outline_prob", -0.1),
+        ("max_rotation_deg", 50.0),
+        ("min_contrast", 0.5),
+    ],
+)
+def test_out_of_range_settings_are_one_line_naming_the_field(
+    tmp_path: Path, field: str, value: object
+) -> None:
+    with pytest.raises(ValueError, match=field):
+        _config(tmp_path, **{field: value})
+    with pytest.raises(SynthConfigError) as caught:
+        synth_config(out_dir=tmp_path, **{field: value})
+    message = str(caught.value)
+    assert message.startswith(f"{field}: ")
+    assert "\n" not in message
+    assert repr(value) in message
+
+
+def test_settings_are_frozen_and_unknown_ones_refused(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    with pytest.raises(ValueError, match="frozen"):
+        config.seed = 3  # type: ignore[misc]
+    with pytest.raises(SynthConfigError, match="per_clas: Extra inputs"):
+        synth_config(out_dir=tmp_path, per_clas=3)
+
+
+def test_cli_reports_a_bad_setting_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--out", str(tmp_path / "x"), "--image-size", "8", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("classifier-synth: error: image_size: ")
+    assert "16" in err
+    assert not (tmp_path / "x").exists()
 
 
 # ---------------------------------------------------------------- dataset files
@@ -419,7 +471,7 @@ def test_cli_defaults_come_from_config() -> None:
     flags = ("per_class", "seed", "image_size", "classes", "workers", "overwrite")
     for name in (*flags, "degrade"):
         assert getattr(args, name) == getattr(config, name), name
-    names = {f.name for f in fields(SynthConfig)}
+    names = set(SynthConfig.model_fields)
     assert set(vars(args)) - {"out", "quiet"} <= names
     text = " ".join(build_parser().format_help().split())
     lo, hi = config.aspect_range

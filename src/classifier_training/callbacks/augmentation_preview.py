@@ -104,7 +104,7 @@ class AugmentationPreviewCallback(Callback):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             for _ in range(self.num_draws):
-                batch = datamodule.train_batch(indices)
+                batch = datamodule.preview_batch(indices)
                 images, labels = batch["images"], batch["labels"]
                 soft = None
                 if mix is not None:

@@ -77,15 +77,15 @@ class SamplerDistributionCallback(Callback):
     """Check every epoch that the weighted sampler draws classes as its weights say.
 
     Uses ``trainer.datamodule.train_sampler`` (a ``TrackingWeightedRandomSampler``
-    that records its draws); does nothing when the sampler is disabled. Under DDP
-    every rank computes the whole epoch and trains on its share, so the counts are
-    all ranks' draws. After each
-    training epoch it tests the drawn class counts against the expected shares
-    (:func:`drift_test`) and logs a warning when they differ beyond sampling
-    noise (p-value below ``p_threshold``). Writes ``sampler_distribution.json``
-    (expected shares and every epoch's draws and test) and
-    ``sampler_distribution.png`` (drawn vs expected share per class, last epoch
-    and all epochs so far). The history is saved in checkpoints.
+    that records its draws); does nothing when the sampler is disabled. The draws
+    are those trained on (an epoch holds whole batches only); under DDP every rank
+    computes the whole epoch and trains on its share, so the counts are all ranks'
+    draws. After each training epoch it tests the drawn class counts against the
+    expected shares (:func:`drift_test`) and logs a warning when they differ
+    beyond sampling noise (p-value below ``p_threshold``). Writes
+    ``sampler_distribution.json`` (expected shares and every epoch's draws and
+    test) and ``sampler_distribution.png`` (drawn vs expected share per class, last
+    epoch and all epochs so far). The history is saved in checkpoints.
 
     Args:
         output_dir: The run folder.
@@ -131,7 +131,7 @@ class SamplerDistributionCallback(Callback):
         if not sampler.drawn_indices:
             return None
         targets = datamodule.datasets["train"].targets
-        k = len(datamodule.class_to_idx)
+        k = datamodule.num_classes
         drawn = sampler.drawn_class_counts(targets, k).numpy()
         shares = sampler.expected_class_shares(targets, k).numpy()
         names = [display_name(n) for n in datamodule.class_names]

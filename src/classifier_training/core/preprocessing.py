@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -27,14 +27,37 @@ from classifier_training.core.image_io import load_image, to_rgb
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-if TYPE_CHECKING:
-    from classifier_training.core.contract import DeploymentContract
-
 ResizeMode = Literal["squash", "letterbox"]
 INTERPOLATION = "bilinear"
 PIXEL_SCALE = 1.0 / 255.0
 
 ImageInput = str | Path | Image.Image
+
+
+class PreprocessingSpec(Protocol):
+    """The settings preprocessing reads from a record that describes a model
+    (e.g. :class:`~classifier_training.core.contract.DeploymentContract`), so this
+    module depends on no such record."""
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square network input."""
+        ...
+
+    @property
+    def resize_mode(self) -> ResizeMode:
+        """``squash`` or ``letterbox``."""
+        ...
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        """Per-channel mean (0-1 scale)."""
+        ...
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        """Per-channel standard deviation (0-1 scale)."""
+        ...
 
 
 def resize_to_input(
@@ -91,8 +114,8 @@ class Preprocessor:
     std: tuple[float, float, float]
 
     @classmethod
-    def from_contract(cls, contract: DeploymentContract) -> Preprocessor:
-        """The preprocessing a deployment contract describes."""
+    def from_contract(cls, contract: PreprocessingSpec) -> Preprocessor:
+        """The preprocessing a deployment contract (or any such record) describes."""
         return cls(
             contract.image_size, contract.resize_mode, contract.mean, contract.std
         )

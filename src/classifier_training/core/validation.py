@@ -51,6 +51,7 @@ from classifier_training.core.readers import (
     find_splits,
     read_split,
     split_known,
+    too_few_classes,
 )
 
 BadImagePolicy = Literal["error", "skip"]  # data.on_bad_image
@@ -314,15 +315,9 @@ def _structure_problems(report: DataReport) -> None:
             Problem(str(dirs["train"]), "train split has no samples")
         )
     else:
-        classes = build_class_to_idx(s.label for s in report.rows["train"])
-        if len(classes) < 2:
-            report.problems.append(
-                Problem(
-                    str(dirs["train"]),
-                    f"need at least 2 classes, found "
-                    f"{[display_name(c) for c in classes]}",
-                )
-            )
+        problem = too_few_classes(s.label for s in report.rows["train"])
+        if problem is not None:
+            report.problems.append(Problem(str(dirs["train"]), problem))
     if dirs.get("val") is None:
         report.problems.append(Problem(str(root), "no valid/ (or val/) split folder"))
     elif not report.rows.get("val"):

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -40,6 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from loguru import logger
 from PIL import Image
 from rich.progress import (
@@ -270,16 +270,16 @@ def build_lock(path: Path) -> Iterator[None]:
 
     The other processes building the same cache wait here, then find it built.
     """
-    with path.open("a+b") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            logger.info(f"waiting for another process to build the cache ({path})")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        logger.info(f"waiting for another process to build the cache ({path})")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _remove_at_exit(*files: Path) -> None:

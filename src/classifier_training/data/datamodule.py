@@ -1,15 +1,21 @@
-"""``ImageFolderDataModule``: splits, classes, class weights, sampler, loaders."""
+"""``ImageFolderDataModule``: the Lightning face of the data pipeline.
+
+It wires one module per concern: validation and classes (:mod:`.splits`), the
+decoded-image caches (:mod:`.split_caches`), the training draws (:mod:`.sampler`),
+the loaders (:mod:`.loader_settings`) and the statistics (:mod:`.summary`); it
+holds the deployment contract (saved in checkpoints) and runs the device
+augmentation after the batch transfer.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from loguru import logger
-from torch.utils.data import DataLoader, Sampler, default_collate
+from torch.utils.data import DataLoader, default_collate
 
 from classifier_training.config import DataModuleConfig
 from classifier_training.core.contract import (
@@ -17,22 +23,8 @@ from classifier_training.core.contract import (
     DeploymentContract,
     parse_contract,
 )
-from classifier_training.core.readers import (
-    DataError,
-    ExcludedRows,
-    Sample,
-    build_class_to_idx,
-    display_name,
-    split_known,
-)
-from classifier_training.core.validation import validate_dataset
-from classifier_training.data.cache import (
-    CachedLoader,
-    CacheKind,
-    ImageCache,
-    build_cache,
-    choose_cache_kind,
-)
+from classifier_training.core.readers import DataError, ExcludedRows, Sample
+from classifier_training.data.cache import ImageCache
 from classifier_training.data.dataset import (
     DecodeAndResize,
     ImageLoader,
@@ -42,12 +34,20 @@ from classifier_training.data.device_transforms import (
     DeviceAugmentation,
     resolve_augment_on,
 )
-from classifier_training.data.loader_settings import effective_num_workers
+from classifier_training.data.loader_settings import build_loader, eval_sampler
 from classifier_training.data.sampler import (
     EpochSampler,
-    ShuffleSampler,
     TrackingWeightedRandomSampler,
+    build_draw_sampler,
 )
+from classifier_training.data.split_caches import cache_splits
+from classifier_training.data.splits import (
+    ClassedSplits,
+    SplitRows,
+    assign_classes,
+    read_splits,
+)
+from classifier_training.data.summary import data_summary, skipped_image_counts
 from classifier_training.data.transforms import (
     ResizeToInput,
     build_eval_transform,
@@ -73,18 +73,56 @@ def inverse_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
     return (counts.sum() / (len(counts) * counts)).to(torch.float32)
 
 
+def place_augmentation(
+    config: DataModuleConfig, accelerator: str
+) -> tuple[str, DeviceAugmentation | None]:
+    """Where train-time augmentation runs, and the device module when on the device.
+
+    Args:
+        config: The data config (``augment_on``, ``transforms``).
+        accelerator: The ``trainer.accelerator`` setting.
+
+    Returns:
+        ``("workers", None)`` or ``("device", module)``.
+
+    Raises:
+        ConfigError: If ``augment_on=device`` asks for steps only the workers
+            path has (raised by :class:`DeviceAugmentation`).
+    """
+    augment_on = resolve_augment_on(
+        config.augment_on, accelerator, config.image_size, config.transforms
+    )
+    if augment_on != "device":
+        return augment_on, None
+    return augment_on, DeviceAugmentation(
+        config.transforms,
+        config.mean,
+        config.std,
+        config.image_size,
+        compile=config.compile_augmentation,
+    )
+
+
 class ImageFolderDataModule(L.LightningDataModule):
     """Train/valid/test data from a folder, in the JSONL or class-per-folder layout.
 
-    ``class_to_idx`` comes from the train split alone (sorted, so the empty label
-    ``""`` is index 0 when present). Valid/test rows with labels unknown to train
-    are excluded and reported. ``setup`` runs its work once, however often Lightning
+    The classes come from the train split alone (sorted, so the empty label ``""``
+    is index 0 when present). Valid/test rows with labels unknown to train are
+    excluded and reported. ``setup`` runs its work once, however often Lightning
     calls it.
 
     After ``setup`` it exposes the run's :attr:`contract` (classes, input size,
     resize mode, normalisation, architecture), which Lightning stores in every
     checkpoint through :meth:`state_dict`; it also serves the artifact callbacks
     through :class:`~classifier_training.types.TrainingData`.
+
+    The train loader yields whole batches only: each rank's share of an epoch is
+    cut to a multiple of ``data.batch_size``
+    (:func:`~classifier_training.data.sampler.draws_per_rank`), so no batch is too
+    small for BatchNorm, and the sampler's epoch, ``len(train_dataloader())`` and
+    the learning-rate schedule's step count agree. A split smaller than one batch
+    per process trains on one smaller batch per epoch (with a warning); one image
+    per process is refused with one line.
 
     With ``data.augment_on=device`` the train loader yields ``uint8`` images and
     :meth:`on_after_batch_transfer` augments and normalises them on the training
@@ -104,6 +142,15 @@ class ImageFolderDataModule(L.LightningDataModule):
         accelerator: The Trainer's accelerator setting (``trainer.accelerator``):
             decides ``augment_on=auto``, pinned memory and the worker count (0 on
             Apple silicon).
+
+    Attributes:
+        split_dirs: Split name to folder (``None`` when absent).
+        layouts: Split name to ``jsonl`` or ``folder``.
+        datasets: The dataset of each split.
+        excluded: Per valid/test split, the rows left out (labels train lacks).
+        caches: The image cache of each split (``data.cache``).
+        loaders: The image loader serving each cached split.
+        skipped_at_startup: Rows per split left out for unreadable images.
     """
 
     def __init__(
@@ -120,50 +167,41 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.seed = seed
         self.processes_per_machine = processes_per_machine
         self.accelerator = accelerator
-        self.augment_on = resolve_augment_on(
-            config.augment_on, accelerator, config.image_size, config.transforms
+        self.augment_on, self.device_augmentation = place_augmentation(
+            config, accelerator
         )
-        self.device_augmentation: DeviceAugmentation | None = (
-            DeviceAugmentation(
-                config.transforms,
-                config.mean,
-                config.std,
-                config.image_size,
-                compile=config.compile_augmentation,
-            )
-            if self.augment_on == "device"
-            else None
-        )
-        self._contract: DeploymentContract | None = None
-        self._restored_contract: DeploymentContract | None = None
-        self.class_to_idx: dict[str, int] = {}
+        # Filled by setup().
+        self.split_dirs: dict[str, Path | None] = {}
+        self.layouts: dict[str, str] = {}
         self.datasets: dict[str, JerseyNumberDataset] = {}
         self.excluded: dict[str, ExcludedRows] = {}
-        self.layouts: dict[str, str] = {}
-        self.train_sampler: TrackingWeightedRandomSampler | None = None
-        self._shuffle_sampler: ShuffleSampler | None = None
         self.caches: dict[str, ImageCache] = {}
         self.loaders: dict[str, ImageLoader] = {}
         self.skipped_at_startup: dict[str, int] = {}
-        self._is_set_up = False
+        self._contract: DeploymentContract | None = None
+        self._restored_contract: DeploymentContract | None = None
+        self._draw_sampler: EpochSampler | None = None
 
     # -- derived facts -----------------------------------------------------------
     @property
-    def num_classes(self) -> int:
-        """Number of train classes."""
-        self._require_setup()
-        return len(self.class_to_idx)
-
-    @property
     def class_names(self) -> list[str]:
         """Class names in index order (``""`` kept as is)."""
-        self._require_setup()
-        return sorted(self.class_to_idx, key=self.class_to_idx.__getitem__)
+        return list(self.contract.class_names)
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        """Class name to index."""
+        return self.contract.class_to_idx
+
+    @property
+    def num_classes(self) -> int:
+        """Number of train classes."""
+        return self.contract.num_classes
 
     @property
     def idx_to_class(self) -> dict[int, str]:
         """Index to class name."""
-        return dict(enumerate(self.class_names))
+        return self.contract.idx_to_class
 
     @property
     def train_class_counts(self) -> torch.Tensor:
@@ -185,7 +223,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         return "test" in self.datasets and len(self.datasets["test"]) > 0
 
     def _require_setup(self) -> None:
-        if not self._is_set_up:
+        if self._contract is None:
             raise RuntimeError("call ImageFolderDataModule.setup() first")
 
     # -- setup -------------------------------------------------------------------
@@ -195,34 +233,65 @@ class ImageFolderDataModule(L.LightningDataModule):
         Raises:
             DataError: With one line per problem found (every problem at once).
         """
-        if self._is_set_up:
+        if self._contract is not None:
             return
         config = self.config
-        report = validate_dataset(config.data_root, on_bad_image=config.on_bad_image)
-        report.raise_for_errors()
-        for problem in report.warnings:
-            logger.warning(str(problem))
-        self.split_dirs = report.split_dirs
-        self.layouts = dict(report.layouts)
-        rows = report.usable_rows()
-        self.skipped_at_startup = report.skipped_rows()
+        found = read_splits(config.data_root, config.on_bad_image)
+        self.split_dirs, self.layouts = found.split_dirs, found.layouts
         resize = ResizeToInput(config.image_size, config.resize_mode, config.mean)
-        loader: ImageLoader = DecodeAndResize(resize)
-        if config.cache != "none":
-            rows = self._build_caches(rows, resize, loader)
-        self.class_to_idx = build_class_to_idx(s.label for s in rows["train"])
-        if len(self.class_to_idx) < 2:
-            raise DataError(
-                f"{self.split_dirs['train']}: need at least 2 classes, found "
-                f"{[display_name(c) for c in self.class_to_idx]}"
+        decode: ImageLoader = DecodeAndResize(resize)
+        rows = self._cached_rows(found.rows, found.skipped, resize, decode)
+        classed = assign_classes(rows, self.split_dirs["train"])
+        self.excluded = classed.excluded
+        self.datasets = self._build_datasets(classed, decode)
+        contract = DeploymentContract(
+            arch=self.arch,
+            class_names=classed.class_names,
+            image_size=config.image_size,
+            resize_mode=config.resize_mode,
+            mean=config.mean,
+            std=config.std,
+        )
+        self._check_restored_contract(contract)
+        self._draw_sampler = build_draw_sampler(
+            config.sampler,
+            self.datasets["train"].targets,
+            contract.class_names,
+            self.seed,
+        )
+        self._contract = contract
+
+    def _cached_rows(
+        self,
+        rows: SplitRows,
+        skipped: dict[str, int],
+        resize: ResizeToInput,
+        decode: ImageLoader,
+    ) -> SplitRows:
+        """The rows to train on: all of ``rows``, or those the caches could decode."""
+        self.skipped_at_startup = dict(skipped)
+        if self.config.cache != "none":
+            cached = cache_splits(
+                rows, self.config, resize, decode, self.processes_per_machine
             )
-        for split in ("val", "test"):
-            if split in rows:
-                rows[split], self.excluded[split] = split_known(
-                    rows[split], self.class_to_idx
-                )
-                if self.excluded[split].count:
-                    logger.warning(self.excluded[split].summary(split))
+            self.caches, self.loaders, rows = cached.caches, cached.loaders, cached.rows
+            self.skipped_at_startup = {
+                split: count + cached.skipped.get(split, 0)
+                for split, count in skipped.items()
+            }
+        total = sum(self.skipped_at_startup.values())
+        if total:
+            logger.warning(
+                f"data.on_bad_image=skip: left out {total} row(s) with "
+                f"unreadable images {self.skipped_at_startup}"
+            )
+        return rows
+
+    def _build_datasets(
+        self, classed: ClassedSplits, decode: ImageLoader
+    ) -> dict[str, JerseyNumberDataset]:
+        """One dataset per split: the train pipeline for train, eval for the rest."""
+        config = self.config
         train_tf = (
             build_uint8_transform()
             if self.augment_on == "device"
@@ -230,37 +299,16 @@ class ImageFolderDataModule(L.LightningDataModule):
         )
         eval_tf = build_eval_transform(config)
         logger.info(f"data.augment_on={config.augment_on}: on {self.augment_on}")
-        for split, samples in rows.items():
-            self.datasets[split] = JerseyNumberDataset(
+        return {
+            split: JerseyNumberDataset(
                 samples,
-                self.class_to_idx,
+                classed.class_to_idx,
                 transform=train_tf if split == "train" else eval_tf,
-                loader=self.loaders.get(split, loader),
+                loader=self.loaders.get(split, decode),
                 on_bad_image=config.on_bad_image,
             )
-        skipped = sum(self.skipped_at_startup.values())
-        if skipped:
-            logger.warning(
-                f"data.on_bad_image=skip: left out {skipped} row(s) with "
-                f"unreadable images {self.skipped_at_startup}"
-            )
-        self._contract = DeploymentContract(
-            arch=self.arch,
-            class_names=tuple(
-                sorted(self.class_to_idx, key=self.class_to_idx.__getitem__)
-            ),
-            image_size=config.image_size,
-            resize_mode=config.resize_mode,
-            mean=config.mean,
-            std=config.std,
-        )
-        self._check_restored_contract()
-        self._is_set_up = True
-        self.train_sampler = self._build_sampler()
-        if self.train_sampler is None:
-            self._shuffle_sampler = ShuffleSampler(
-                len(self.datasets["train"]), self.seed
-            )
+            for split, samples in classed.rows.items()
+        }
 
     # -- deployment contract (saved in checkpoints) -------------------------------
     @property
@@ -292,18 +340,18 @@ class ImageFolderDataModule(L.LightningDataModule):
                 "what the interrupted run would have drawn"
             )
             self.seed = saved_seed
-            for sampler in (self.train_sampler, self._shuffle_sampler):
-                if sampler is not None:
-                    sampler.seed = saved_seed
+            if self._draw_sampler is not None:
+                self._draw_sampler.seed = saved_seed
         if CHECKPOINT_STATE_KEY in state_dict:
             self._restored_contract = parse_contract(
                 state_dict[CHECKPOINT_STATE_KEY], "the resumed checkpoint"
             )
-            self._check_restored_contract()
+            if self._contract is not None:
+                self._check_restored_contract(self._contract)
 
-    def _check_restored_contract(self) -> None:
-        restored, current = self._restored_contract, self._contract
-        if restored is None or current is None:
+    def _check_restored_contract(self, current: DeploymentContract) -> None:
+        restored = self._restored_contract
+        if restored is None:
             return
         if restored.class_names != current.class_names:
             raise DataError(
@@ -336,11 +384,12 @@ class ImageFolderDataModule(L.LightningDataModule):
         n = min(count, len(dataset))
         return torch.stack([dataset[i]["images"] for i in range(n)])
 
-    def train_batch(self, indices: list[int]) -> ClassificationBatch:
-        """Train rows ``indices`` through the training pipeline (a fresh draw).
+    def preview_batch(self, indices: list[int]) -> ClassificationBatch:
+        """Train rows ``indices`` through the training pipeline, for the preview.
 
-        The augmentation preview reads the exact batches training sees here, so a
-        pipeline that augments elsewhere (e.g. on the device) must do it here too.
+        A fresh random draw each call: the augmentation preview shows here the
+        batches training sees, so a pipeline that augments elsewhere (e.g. on the
+        device) must do it here too.
 
         Returns:
             The collated batch (normalised images, class indices).
@@ -352,95 +401,20 @@ class ImageFolderDataModule(L.LightningDataModule):
             batch["images"] = self.device_augmentation(batch["images"], augment=True)
         return batch
 
-    def _build_caches(
-        self,
-        rows: dict[str, list[Sample]],
-        resize: ResizeToInput,
-        loader: ImageLoader,
-    ) -> dict[str, list[Sample]]:
-        """Decode every image once into the shared cache (one per split).
+    # -- training draws, distributed across processes (DDP) ------------------------
+    @property
+    def draw_sampler(self) -> EpochSampler:
+        """The sampler that draws the training epochs (weighted or plain shuffle)."""
+        self._require_setup()
+        assert self._draw_sampler is not None
+        return self._draw_sampler
 
-        This is a full decode, so it also finds the truncated files the header
-        pass cannot see: they stop the run (``error``) or are left out (``skip``).
-        """
-        config = self.config
-        kind: CacheKind
-        if config.cache == "auto":
-            distinct = sum(len({s.image for s in r}) for r in rows.values())
-            kind = choose_cache_kind(distinct, config.image_size)
-        else:
-            kind = config.cache  # type: ignore[assignment]
-        cache_dir = config.cache_dir or config.data_root / ".cache"
-        settings = {"resize_mode": resize.mode, "fill": list(resize.fill)}
-        failed: list[str] = []
-        for split, samples in rows.items():
-            if not samples:
-                continue
-            try:
-                cache = build_cache(
-                    [s.image for s in samples],
-                    loader,
-                    config.image_size,
-                    kind,
-                    cache_dir=cache_dir,
-                    name=split,
-                    settings=settings,
-                    shared_by=self.processes_per_machine,
-                )
-            except OSError as error:
-                where = cache_dir if kind == "disk" else "data.cache=ram"
-                raise DataError(
-                    f"{where}: cannot build the {kind} image cache ({error}); "
-                    "set data.cache_dir to a writable folder or data.cache=none"
-                ) from None
-            self.caches[split] = cache
-            self.loaders[split] = CachedLoader(cache, loader)
-            if cache.failures:
-                bad = cache.failures
-                failed += [
-                    f"{s.where}: cannot decode image {s.image} ({bad[str(s.image)]})"
-                    for s in samples
-                    if str(s.image) in bad
-                ]
-                rows[split] = [s for s in samples if str(s.image) not in bad]
-                self.skipped_at_startup[split] = self.skipped_at_startup.get(
-                    split, 0
-                ) + (len(samples) - len(rows[split]))
-        if failed and config.on_bad_image == "error":
-            raise DataError(
-                f"{len(failed)} unreadable image row(s):\n" + "\n".join(failed)
-            )
-        for line in failed:
-            logger.warning(f"{line}; skipped")
-        return rows
+    @property
+    def train_sampler(self) -> TrackingWeightedRandomSampler | None:
+        """The weighted sampler (``None`` when ``data.sampler.mode=disabled``)."""
+        sampler = self._draw_sampler
+        return sampler if isinstance(sampler, TrackingWeightedRandomSampler) else None
 
-    def _build_sampler(self) -> TrackingWeightedRandomSampler | None:
-        sampler_cfg = self.config.sampler
-        if sampler_cfg.mode == "disabled":
-            return None
-        if sampler_cfg.mode == "auto":
-            per_class = 1.0 / self.train_class_counts.to(torch.float64)
-        else:
-            assert sampler_cfg.class_weights is not None
-            unknown = sorted(set(sampler_cfg.class_weights) - set(self.class_to_idx))
-            names = [display_name(c) for c in self.class_names]
-            if unknown:
-                raise DataError(
-                    f"data.sampler.class_weights: unknown class name(s) {unknown}; "
-                    f"train classes include {names[:20]}"
-                )
-            shares = torch.ones(self.num_classes, dtype=torch.float64)
-            for name, weight in sampler_cfg.class_weights.items():
-                shares[self.class_to_idx[name]] = weight
-            per_class = shares / self.train_class_counts.to(torch.float64)
-        targets = torch.as_tensor(self.datasets["train"].targets)
-        weights = per_class[targets]
-        num_samples = sampler_cfg.num_samples or len(targets)
-        return TrackingWeightedRandomSampler(
-            weights, num_samples=num_samples, seed=self.seed
-        )
-
-    # -- distribution across processes (DDP) -------------------------------------
     def _world(self) -> tuple[int, int]:
         """``(world_size, global_rank)`` of the attached trainer (``(1, 0)`` alone)."""
         trainer = self.trainer
@@ -448,50 +422,63 @@ class ImageFolderDataModule(L.LightningDataModule):
             return 1, 0
         return int(trainer.world_size), int(trainer.global_rank)
 
-    @property
-    def draw_sampler(self) -> EpochSampler:
-        """The sampler that draws the training epochs (weighted or plain shuffle)."""
-        self._require_setup()
-        sampler = self.train_sampler or self._shuffle_sampler
-        assert sampler is not None
-        return sampler
-
-    def _eval_sampler(self, split: str) -> Sampler[int] | None:
-        """File order; under DDP each rank takes a disjoint share, without padding.
-
-        ``DistributedSampler`` would repeat rows to give every rank the same count,
-        and the synchronised metrics would count those rows twice.
-        """
-        world, rank = self._world()
-        if world == 1:
-            return None
-        return UnrepeatedDistributedSampler(
-            self.datasets[split], num_replicas=world, rank=rank, shuffle=False
-        )
+    def _epoch_source(self, draws: int) -> str:
+        """What sets the number of draws per epoch, for messages."""
+        if self.train_sampler is not None and self.config.sampler.num_samples:
+            return f"data.sampler.num_samples={draws}"
+        return f"{self.split_dirs['train']} ({draws} train rows)"
 
     # -- loaders -----------------------------------------------------------------
-    def _loader(
-        self, split: str, sampler: Sampler[int] | None, shuffle: bool
-    ) -> DataLoader[Any]:
-        config = self.config
-        workers = effective_num_workers(config.num_workers, self.accelerator)
-        worker_settings: dict[str, Any] = {}
-        if workers > 0:  # DataLoader refuses these without workers
-            worker_settings["persistent_workers"] = config.persistent_workers
-            if config.prefetch_factor is not None:
-                worker_settings["prefetch_factor"] = config.prefetch_factor
-        # Pinned pages only help a copy to a CUDA device.
-        on_cpu = self.accelerator.strip().lower() == "cpu"
-        return DataLoader(
-            self.datasets[split],
-            batch_size=config.batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            num_workers=workers,
-            pin_memory=config.pin_memory and not on_cpu and torch.cuda.is_available(),
-            drop_last=False,
-            **worker_settings,
+    def train_dataloader(self) -> DataLoader[Any]:
+        """Training batches: this rank's share of the epoch's draws, whole batches.
+
+        A share smaller than ``data.batch_size`` is the epoch's one batch.
+
+        Raises:
+            DataError: If a process would draw one image per epoch (BatchNorm
+                cannot train on a batch of one).
+        """
+        sampler = self.draw_sampler
+        world, rank = self._world()
+        sampler.distribute(world, rank, self.config.batch_size)
+        source = self._epoch_source(sampler.num_draws)
+        if sampler.num_samples < 2:
+            raise DataError(
+                f"{source}: each of the {world} training process(es) would draw "
+                "one image per epoch; BatchNorm needs batches of 2 at least: add "
+                "rows or use fewer processes"
+            )
+        if sampler.batch_size < self.config.batch_size:
+            logger.warning(
+                f"{source}: each of the {world} training process(es) draws "
+                f"{sampler.num_samples} images per epoch, less than one batch "
+                f"(data.batch_size={self.config.batch_size}): it trains on one "
+                f"batch of {sampler.batch_size} per epoch"
+            )
+        return build_loader(
+            self.datasets["train"],
+            self.config,
+            self.accelerator,
+            sampler,
+            batch_size=sampler.batch_size,
+            drop_last=True,
         )
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        """Validation batches, in file order."""
+        self._require_setup()
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader[Any]:
+        """Test batches, in file order."""
+        if not self.has_test:
+            raise DataError(f"{self.config.data_root}: no test split")
+        return self._eval_loader("test")
+
+    def _eval_loader(self, split: str) -> DataLoader[Any]:
+        dataset = self.datasets[split]
+        sampler = eval_sampler(dataset, *self._world())
+        return build_loader(dataset, self.config, self.accelerator, sampler)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """``augment_on=device``: augment (train only) and normalise on the device.
@@ -511,55 +498,17 @@ class ImageFolderDataModule(L.LightningDataModule):
         training = self.trainer is not None and self.trainer.training
         return {**batch, "images": module(images, augment=training)}
 
-    def train_dataloader(self) -> DataLoader[Any]:
-        """Training batches: this rank's share of the epoch's draws."""
-        self._require_setup()
-        sampler = self.draw_sampler
-        sampler.distribute(*self._world())
-        return self._loader("train", sampler, shuffle=False)
-
-    def val_dataloader(self) -> DataLoader[Any]:
-        """Validation batches, in file order."""
-        self._require_setup()
-        return self._loader("val", self._eval_sampler("val"), shuffle=False)
-
-    def test_dataloader(self) -> DataLoader[Any]:
-        """Test batches, in file order."""
-        if not self.has_test:
-            raise DataError(f"{self.config.data_root}: no test split")
-        return self._loader("test", self._eval_sampler("test"), shuffle=False)
-
+    # -- statistics --------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Rows, classes and exclusions per split (for logs and ``metrics.json``)."""
-        self._require_setup()
-        return {
-            "num_classes": self.num_classes,
-            "splits": {
-                split: {
-                    "rows": len(ds),
-                    "layout": self.layouts[split],
-                    "classes_present": len(set(ds.targets)),
-                }
-                for split, ds in self.datasets.items()
-            },
-            "excluded_rows": {
-                split: {"count": ex.count, "labels": ex.labels}
-                for split, ex in self.excluded.items()
-            },
-            "skipped_images": self.skipped_images(),
-            "cache": {
-                split: {"kind": c.kind, "images": len(c), "bytes": c.nbytes}
-                for split, c in self.caches.items()
-            },
-            "class_counts": dict(
-                Counter(
-                    {
-                        display_name(self.class_names[i]): n
-                        for i, n in enumerate(self.train_class_counts.tolist())
-                    }
-                )
-            ),
-        }
+        return data_summary(
+            self.class_names,
+            self.datasets,
+            self.layouts,
+            self.excluded,
+            self.caches,
+            self.skipped_images(),
+        )
 
     def skipped_images(self) -> dict[str, Any]:
         """Rows left out or replaced because their image was unreadable.
@@ -567,15 +516,6 @@ class ImageFolderDataModule(L.LightningDataModule):
         ``at_startup`` counts rows dropped before training (``on_bad_image=skip``);
         ``at_load`` counts rows replaced when an image failed to load mid-run.
         """
-        at_load = {
-            split: ds.skipped_count
-            for split, ds in self.datasets.items()
-            if ds.skipped_count
-        }
-        total = sum(self.skipped_at_startup.values()) + sum(at_load.values())
-        return {
-            "policy": self.config.on_bad_image,
-            "total": total,
-            "at_startup": {k: v for k, v in self.skipped_at_startup.items() if v},
-            "at_load": at_load,
-        }
+        return skipped_image_counts(
+            self.config.on_bad_image, self.skipped_at_startup, self.datasets
+        )

@@ -1,4 +1,5 @@
-"""DataLoader settings that depend on where the Trainer runs.
+"""The data module's DataLoaders, with the settings that depend on where the
+Trainer runs.
 
 The original design requires ``num_workers=0`` on Apple silicon (MPS): worker
 processes on macOS are started with ``spawn`` and re-import the whole training
@@ -9,10 +10,23 @@ the data module can apply it before building its loaders.
 
 from __future__ import annotations
 
-from lightning.fabric.accelerators.mps import MPSAccelerator
-from loguru import logger
+from typing import Any
 
-__all__ = ["effective_num_workers", "mps_is_available", "runs_on_mps"]
+import torch
+from lightning.fabric.accelerators.mps import MPSAccelerator
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from loguru import logger
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from classifier_training.config import DataModuleConfig
+
+__all__ = [
+    "build_loader",
+    "effective_num_workers",
+    "eval_sampler",
+    "mps_is_available",
+    "runs_on_mps",
+]
 
 # Accelerator names for which Lightning picks MPS when the machine has it: "auto"
 # prefers MPS over CUDA, and "gpu" means MPS on a Mac (Lightning's own order).
@@ -74,3 +88,68 @@ def effective_num_workers(
         )
         return 0
     return requested
+
+
+def build_loader(
+    dataset: Dataset[Any],
+    config: DataModuleConfig,
+    accelerator: str,
+    sampler: Sampler[int] | None,
+    *,
+    batch_size: int | None = None,
+    drop_last: bool = False,
+) -> DataLoader[Any]:
+    """A DataLoader over ``dataset`` in the configured batches and workers.
+
+    Args:
+        dataset: The split's dataset.
+        config: The data config (batch size, workers, pinning, prefetching).
+        accelerator: The ``trainer.accelerator`` setting.
+        sampler: The order of the rows (``None``: file order).
+        batch_size: Images per batch (default: ``config.batch_size``).
+        drop_last: Leave out an incomplete last batch.
+
+    Returns:
+        The loader.
+    """
+    workers = effective_num_workers(config.num_workers, accelerator)
+    worker_settings: dict[str, Any] = {}
+    if workers > 0:  # DataLoader refuses these without workers
+        worker_settings["persistent_workers"] = config.persistent_workers
+        if config.prefetch_factor is not None:
+            worker_settings["prefetch_factor"] = config.prefetch_factor
+    # Pinned pages only help a copy to a CUDA device.
+    on_cpu = accelerator.strip().lower() == "cpu"
+    return DataLoader(
+        dataset,
+        batch_size=batch_size or config.batch_size,
+        shuffle=False,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=config.pin_memory and not on_cpu and torch.cuda.is_available(),
+        drop_last=drop_last,
+        **worker_settings,
+    )
+
+
+def eval_sampler(
+    dataset: Dataset[Any], num_replicas: int, rank: int
+) -> Sampler[int] | None:
+    """File order; under DDP each rank takes a disjoint share, without padding.
+
+    ``DistributedSampler`` would repeat rows to give every rank the same count,
+    and the synchronised metrics would count those rows twice.
+
+    Args:
+        dataset: The split's dataset.
+        num_replicas: Number of processes (world size).
+        rank: This process's global rank.
+
+    Returns:
+        ``None`` for a single process (the loader's file order), else the share.
+    """
+    if num_replicas == 1:
+        return None
+    return UnrepeatedDistributedSampler(
+        dataset, num_replicas=num_replicas, rank=rank, shuffle=False
+    )

@@ -8,6 +8,14 @@ and the epoch number (which Lightning passes through :meth:`set_epoch` and keeps
 in its checkpoints), a resumed run draws exactly what the uninterrupted run
 would have drawn.
 
+An epoch holds whole batches only (:func:`draws_per_rank`): each rank's share is
+cut to a multiple of the batch size, as torchvision's references and timm drop
+the incomplete last batch. A last batch of one image would stop BatchNorm, and
+cutting in the sampler, not only in the ``DataLoader``, keeps one length for the
+draws (and their record), the steps of the learning-rate schedule and every
+rank's share. A share smaller than one batch is not cut to nothing: it is the
+epoch's one batch (:attr:`EpochSampler.batch_size` says how large).
+
 The samplers subclass ``DistributedSampler`` so that Lightning keeps them as
 they are instead of wrapping them in its own distributed sampler.
 """
@@ -21,15 +29,39 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DistributedSampler
 
+from classifier_training.config import SamplerConfig
+from classifier_training.core.readers import DataError, display_name
+
+
+def draws_per_rank(num_draws: int, num_replicas: int, batch_size: int) -> int:
+    """Draws each rank trains on per epoch: its share, in whole batches.
+
+    Args:
+        num_draws: Draws the epoch asks for (all ranks together).
+        num_replicas: Number of processes (world size).
+        batch_size: Images per batch and rank.
+
+    Returns:
+        ``ceil(num_draws / num_replicas)`` rounded down to a multiple of
+        ``batch_size``; the whole share when it is less than one batch (the
+        epoch is then a single, smaller batch).
+    """
+    share = -(-num_draws // num_replicas)
+    return share if share < batch_size else share // batch_size * batch_size
+
 
 class EpochSampler(DistributedSampler[int]):
     """A sampler whose epoch is drawn from ``(seed, epoch)`` and split across ranks.
 
-    An epoch has :attr:`total_size` draws, a multiple of the number of ranks;
-    rank ``r`` of ``R`` yields ``draws[r::R]``. Before :meth:`distribute` it is a
-    single-process sampler (one rank).
+    An epoch has :attr:`total_size` draws, :attr:`num_samples` per rank (whole
+    batches, :func:`draws_per_rank`); rank ``r`` of ``R`` yields ``draws[r::R]``.
+    Before :meth:`distribute` it is a single-process sampler with batches of one.
 
     Attributes:
+        num_draws: Draws asked for per epoch (before cutting to whole batches).
+        batch_size: Images per batch of this epoch: the batch size asked for,
+            or the whole share of a rank when that is smaller. The training
+            loader batches with it, so every batch is whole.
         drawn_indices: The whole current (or last) epoch, all ranks' draws.
         rank_indices: This rank's share of it, in the order it was yielded.
     """
@@ -46,22 +78,30 @@ class EpochSampler(DistributedSampler[int]):
             seed=seed,
         )
         self.num_draws = num_draws
+        self.batch_size = 1
         self.drawn_indices: list[int] = []
         self.rank_indices: list[int] = []
         self.distribute(1, 0)
 
-    def distribute(self, num_replicas: int, rank: int) -> None:
+    def distribute(self, num_replicas: int, rank: int, batch_size: int = 1) -> None:
         """Split the following epochs across ``num_replicas`` ranks; this is ``rank``.
 
         Args:
             num_replicas: Number of processes (world size).
             rank: This process's global rank.
+            batch_size: Images per batch and rank: each rank's share is cut to
+                whole batches.
+
+        Raises:
+            ValueError: If ``rank`` is out of range.
         """
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
+        per_rank = draws_per_rank(self.num_draws, num_replicas, batch_size)
         self.num_replicas, self.rank = num_replicas, rank
-        self.num_samples = -(-self.num_draws // num_replicas)  # per rank
-        self.total_size = self.num_samples * num_replicas
+        self.batch_size = min(batch_size, per_rank)
+        self.num_samples = per_rank
+        self.total_size = per_rank * num_replicas
 
     def generator(self, epoch: int) -> torch.Generator:
         """The random generator of ``epoch`` (the same in every process)."""
@@ -92,11 +132,12 @@ class EpochSampler(DistributedSampler[int]):
 
 
 class ShuffleSampler(EpochSampler):
-    """Every row once per epoch in a new order (the plain shuffle).
+    """Every row at most once per epoch, in a new order (the plain shuffle).
 
-    When the rows do not divide among the ranks, the epoch is padded with its
-    first draws (as ``DistributedSampler`` does), so a few rows are seen twice;
-    every rank then takes the same number of steps, which DDP requires.
+    The epoch is the permutation's head, cut to whole batches per rank, so the
+    rows left over change from epoch to epoch. When whole batches need more than
+    the rows (a few ranks, a split that does not divide among them), the
+    permutation is repeated from its head (as ``DistributedSampler`` pads).
 
     Args:
         num_rows: Rows of the train split.
@@ -104,22 +145,22 @@ class ShuffleSampler(EpochSampler):
     """
 
     def epoch_draws(self, epoch: int) -> torch.Tensor:
-        """A permutation of the rows, padded with its head to :attr:`total_size`."""
+        """A permutation of the rows, cut or padded to :attr:`total_size`."""
         order = torch.randperm(self.num_draws, generator=self.generator(epoch))
-        padding = self.total_size - self.num_draws
-        return torch.cat([order, order[:padding]]) if padding else order
+        repeats = -(-self.total_size // self.num_draws)
+        return order.repeat(repeats)[: self.total_size]
 
 
 class TrackingWeightedRandomSampler(EpochSampler):
     """Weighted draws with replacement, recorded so callbacks can check them.
 
-    Under ``R`` ranks the epoch is rounded up to a multiple of ``R`` draws (all of
-    them real weighted draws, no padding). Callbacks compare the classes actually
-    drawn with :meth:`expected_class_shares`.
+    The epoch has :attr:`total_size` real weighted draws (``num_samples`` split
+    among the ranks and cut to whole batches); callbacks compare the classes
+    actually drawn with :meth:`expected_class_shares`.
 
     Args:
         weights: One non-negative weight per dataset row.
-        num_samples: Draws per epoch (before rounding up to the ranks).
+        num_samples: Draws asked for per epoch (before cutting to whole batches).
         seed: The run's seed.
     """
 
@@ -174,3 +215,53 @@ class TrackingWeightedRandomSampler(EpochSampler):
             torch.as_tensor(self.drawn_indices, dtype=torch.long)
         ]
         return torch.bincount(classes, minlength=num_classes)
+
+
+def build_draw_sampler(
+    config: SamplerConfig,
+    targets: Sequence[int],
+    class_names: Sequence[str],
+    seed: int,
+) -> EpochSampler:
+    """The sampler ``data.sampler`` asks for: a shuffle, or weighted draws.
+
+    ``auto`` weighs each row by ``1 / rows of its class`` (every class drawn
+    equally often); ``manual`` by ``class_weights[class] / rows of its class``
+    (classes not listed weigh 1).
+
+    Args:
+        config: ``data.sampler``.
+        targets: Class index of every train row.
+        class_names: Class names by index.
+        seed: The run's seed.
+
+    Returns:
+        A :class:`ShuffleSampler` (``disabled``) or a
+        :class:`TrackingWeightedRandomSampler`.
+
+    Raises:
+        DataError: If ``class_weights`` names a class train does not have.
+    """
+    if config.mode == "disabled":
+        return ShuffleSampler(len(targets), seed)
+    rows_by_class = torch.as_tensor(targets)
+    counts = torch.bincount(rows_by_class, minlength=len(class_names))
+    shares = torch.ones(len(class_names), dtype=torch.float64)
+    if config.mode == "manual":
+        assert config.class_weights is not None
+        index = {name: i for i, name in enumerate(class_names)}
+        unknown = sorted(set(config.class_weights) - set(index))
+        if unknown:
+            names = [display_name(c) for c in class_names]
+            raise DataError(
+                f"data.sampler.class_weights: unknown class name(s) {unknown}; "
+                f"train classes include {names[:20]}"
+            )
+        for name, weight in config.class_weights.items():
+            shares[index[name]] = weight
+    per_class = shares / counts.to(torch.float64)
+    return TrackingWeightedRandomSampler(
+        per_class[rows_by_class],
+        num_samples=config.num_samples or len(targets),
+        seed=seed,
+    )

@@ -15,6 +15,7 @@ from classifier_training.synthetic.config import (
     SynthConfig,
     SynthError,
     default_workers,
+    synth_config,
 )
 from classifier_training.synthetic.writer import generate_dataset
 
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             print(message, flush=True)
 
     try:
-        config = SynthConfig(
+        config = synth_config(
             out_dir=args.out,
             per_class=args.per_class,
             seed=args.seed,

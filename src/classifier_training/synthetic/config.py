@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from classifier_training.core.errors import ClassifierError
 from classifier_training.synthetic.classes import DEFAULT_CLASSES, normalise_classes
@@ -23,8 +31,10 @@ __all__ = [
     "SPLITS",
     "FloatRange",
     "SynthConfig",
+    "SynthConfigError",
     "SynthError",
     "default_workers",
+    "synth_config",
 ]
 
 GENERATOR_VERSION = 1
@@ -57,32 +67,16 @@ DEGRADED_FONTS: tuple[str, ...] = (
 
 # Fields that do not influence the produced files.
 _RUNTIME_FIELDS: frozenset[str] = frozenset({"out_dir", "workers", "overwrite"})
-_PROB_FIELDS = ("outline_prob", "stripe_prob", "edge_prob", "logo_prob", "mesh_prob")
-# (low, high) bounds of each range field.
-_RANGE_BOUNDS: dict[str, tuple[float, float]] = {
-    "aspect_range": (0.3, 2.0),
-    "digit_height_range": (0.05, 0.95),
-    "condense_range": (0.3, 1.5),
-    "outline_width_range": (0.0, 0.3),
-    "edge_width_range": (0.0, 0.4),
-    "logo_size_range": (0.01, 0.9),
-    "fold_amp_range": (0.0, 1.0),
-    "gradient_amp_range": (0.0, 1.0),
-    "gain_range": (0.0, 3.0),
-    "blur_radius_range": (0.0, 10.0),
-    "noise_std_range": (0.0, 100.0),
-    "degrade_scale_range": (0.05, 1.0),
-    "degrade_blur_radius_range": (0.0, 10.0),
-    "degrade_noise_std_range": (0.0, 100.0),
-}
 # Prefix of the fields that only matter with ``degrade=True``.
 _DEGRADE_PREFIX = "degrade"
-
-FloatRange = tuple[float, float]
 
 
 class SynthError(ClassifierError, RuntimeError):
     """Raised when the output directory is not in a state we may write to."""
+
+
+class SynthConfigError(ClassifierError, ValueError):
+    """A generator setting is out of range (one line per setting)."""
 
 
 def default_workers() -> int:
@@ -90,27 +84,32 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _check_range(name: str, value: FloatRange, low: float, high: float) -> None:
-    lo, hi = value
-    if not (low <= lo <= hi <= high):
-        raise ValueError(
-            f"{name} must satisfy {low} <= lo <= hi <= {high}, got {value}"
-        )
+def _within(low: float, high: float) -> AfterValidator:
+    """Validator of a ``(lo, hi)`` range field: ``low <= lo <= hi <= high``."""
+
+    def check(value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not low <= lo <= hi <= high:
+            raise ValueError(f"must satisfy {low} <= lo <= hi <= {high}")
+        return value
+
+    return AfterValidator(check)
 
 
-def _check_prob(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
+FloatRange = tuple[float, float]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+QualityRange = Annotated[tuple[int, int], _within(1, 100)]
 
 
-@dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(BaseModel):
     """Everything that controls a synthetic dataset run.
 
     The first block holds the run parameters; the remaining fields are the
     rendering ranges, kept together so the difficulty can be tuned in one place.
     Ranges are ``(low, high)`` and sampled uniformly per image. Fractions refer to
-    the crop height unless stated otherwise.
+    the crop height unless stated otherwise. Each field states its own bounds; a
+    value outside them raises pydantic's ``ValidationError`` (:func:`synth_config`
+    turns it into one line per field).
 
     Attributes:
         out_dir: Output directory (``train``/``valid``/``test`` go below it).
@@ -167,97 +166,53 @@ class SynthConfig:
         degrade_jpeg_quality_range: Its ``jpeg_quality_range``.
     """
 
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     out_dir: Path
-    per_class: int = 60
-    seed: int = 0
-    image_size: int = 64
+    per_class: int = Field(default=60, ge=1)
+    seed: int = Field(default=0, ge=0)
+    image_size: int = Field(default=64, ge=16)
     classes: tuple[str, ...] = DEFAULT_CLASSES
-    workers: int | None = None
+    workers: int | None = Field(default=None, ge=1)
     overwrite: bool = False
-    eval_fraction: float = 0.2
-    min_eval_per_class: int = 2
-    supersample: int = 2
-    fonts: tuple[str, ...] = DEFAULT_FONTS
-    aspect_range: FloatRange = (0.75, 1.0)
-    digit_height_range: FloatRange = (0.40, 0.70)
-    condense_range: FloatRange = (0.75, 1.0)
-    max_rotation_deg: float = 10.0
-    perspective: float = 0.06
-    margin_frac: float = 0.05
-    outline_prob: float = 0.4
-    outline_width_range: FloatRange = (0.03, 0.065)
+    eval_fraction: Probability = 0.2
+    min_eval_per_class: int = Field(default=2, ge=0)
+    supersample: int = Field(default=2, ge=1)
+    fonts: tuple[str, ...] = Field(default=DEFAULT_FONTS, min_length=1)
+    aspect_range: Annotated[FloatRange, _within(0.3, 2.0)] = (0.75, 1.0)
+    digit_height_range: Annotated[FloatRange, _within(0.05, 0.95)] = (0.40, 0.70)
+    condense_range: Annotated[FloatRange, _within(0.3, 1.5)] = (0.75, 1.0)
+    max_rotation_deg: float = Field(default=10.0, ge=0.0, le=45.0)
+    perspective: float = Field(default=0.06, ge=0.0, le=0.3)
+    margin_frac: float = Field(default=0.05, ge=0.0, le=0.3)
+    outline_prob: Probability = 0.4
+    outline_width_range: Annotated[FloatRange, _within(0.0, 0.3)] = (0.03, 0.065)
     faux_bold_width: float = 0.025
-    min_contrast: float = 3.0
+    min_contrast: float = Field(default=3.0, ge=1.0)  # a WCAG ratio
     color_jitter: int = 12
-    stripe_prob: float = 0.4
-    edge_prob: float = 0.25
-    edge_width_range: FloatRange = (0.03, 0.10)
-    logo_prob: float = 0.7
-    logo_size_range: FloatRange = (0.12, 0.28)
-    fold_amp_range: FloatRange = (0.0, 0.12)
-    gradient_amp_range: FloatRange = (0.0, 0.15)
-    gain_range: FloatRange = (0.85, 1.1)
-    mesh_prob: float = 0.3
-    blur_radius_range: FloatRange = (0.0, 0.9)
-    noise_std_range: FloatRange = (0.0, 6.0)
-    jpeg_quality_range: tuple[int, int] = (55, 95)
+    stripe_prob: Probability = 0.4
+    edge_prob: Probability = 0.25
+    edge_width_range: Annotated[FloatRange, _within(0.0, 0.4)] = (0.03, 0.10)
+    logo_prob: Probability = 0.7
+    logo_size_range: Annotated[FloatRange, _within(0.01, 0.9)] = (0.12, 0.28)
+    fold_amp_range: Annotated[FloatRange, _within(0.0, 1.0)] = (0.0, 0.12)
+    gradient_amp_range: Annotated[FloatRange, _within(0.0, 1.0)] = (0.0, 0.15)
+    gain_range: Annotated[FloatRange, _within(0.0, 3.0)] = (0.85, 1.1)
+    mesh_prob: Probability = 0.3
+    blur_radius_range: Annotated[FloatRange, _within(0.0, 10.0)] = (0.0, 0.9)
+    noise_std_range: Annotated[FloatRange, _within(0.0, 100.0)] = (0.0, 6.0)
+    jpeg_quality_range: QualityRange = (55, 95)
     degrade: bool = False
     degrade_fonts: tuple[str, ...] = DEGRADED_FONTS
-    degrade_scale_range: FloatRange = (0.3, 0.55)
-    degrade_blur_radius_range: FloatRange = (0.3, 1.2)
-    degrade_noise_std_range: FloatRange = (4.0, 12.0)
-    degrade_jpeg_quality_range: tuple[int, int] = (10, 35)
+    degrade_scale_range: Annotated[FloatRange, _within(0.05, 1.0)] = (0.3, 0.55)
+    degrade_blur_radius_range: Annotated[FloatRange, _within(0.0, 10.0)] = (0.3, 1.2)
+    degrade_noise_std_range: Annotated[FloatRange, _within(0.0, 100.0)] = (4.0, 12.0)
+    degrade_jpeg_quality_range: QualityRange = (10, 35)
 
-    def __post_init__(self) -> None:
-        """Normalise and validate the fields.
-
-        Raises:
-            ValueError: If a field is out of range.
-        """
-        object.__setattr__(self, "out_dir", Path(self.out_dir))
-        object.__setattr__(self, "classes", normalise_classes(self.classes))
-        object.__setattr__(self, "fonts", tuple(self.fonts))
-        for name in (f.name for f in fields(self)):
-            value = getattr(self, name)
-            if isinstance(value, list):
-                object.__setattr__(self, name, tuple(value))
-        self._validate_run()
-        self._validate_rendering()
-
-    def _validate_run(self) -> None:
-        if self.per_class < 1:
-            raise ValueError(f"per_class must be >= 1, got {self.per_class}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if self.image_size < 16:
-            raise ValueError(f"image_size must be >= 16, got {self.image_size}")
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
-        if self.min_eval_per_class < 0:
-            raise ValueError("min_eval_per_class must be >= 0")
-        _check_prob("eval_fraction", self.eval_fraction)
-
-    def _validate_rendering(self) -> None:
-        if self.supersample < 1:
-            raise ValueError("supersample must be >= 1")
-        if not self.fonts:
-            raise ValueError("fonts must not be empty")
-        for name, (low, high) in _RANGE_BOUNDS.items():
-            _check_range(name, getattr(self, name), low, high)
-        for name in ("jpeg_quality_range", "degrade_jpeg_quality_range"):
-            lo_q, hi_q = getattr(self, name)
-            if not 1 <= lo_q <= hi_q <= 100:
-                raise ValueError(f"{name} invalid: {getattr(self, name)}")
-        for name in _PROB_FIELDS:
-            _check_prob(name, getattr(self, name))
-        if not 0.0 <= self.max_rotation_deg <= 45.0:
-            raise ValueError("max_rotation_deg must be in [0, 45]")
-        if not 0.0 <= self.perspective <= 0.3:
-            raise ValueError("perspective must be in [0, 0.3]")
-        if not 0.0 <= self.margin_frac <= 0.3:
-            raise ValueError("margin_frac must be in [0, 0.3]")
-        if self.min_contrast < 1.0:
-            raise ValueError("min_contrast must be >= 1 (WCAG ratio)")
+    @field_validator("classes")
+    @classmethod
+    def _normalise_classes(cls, classes: tuple[str, ...]) -> tuple[str, ...]:
+        return normalise_classes(classes)
 
     @property
     def eval_per_class(self) -> int:
@@ -295,10 +250,35 @@ class SynthConfig:
         """
         data = {
             k: v
-            for k, v in asdict(self).items()
+            for k, v in self.model_dump().items()
             if k not in _RUNTIME_FIELDS
             and (self.degrade or not k.startswith(_DEGRADE_PREFIX))
         }
         data["generator_version"] = GENERATOR_VERSION
         normalised: dict[str, Any] = json.loads(json.dumps(data))
         return normalised
+
+
+def synth_config(**values: Any) -> SynthConfig:
+    """A :class:`SynthConfig` from plain values; bad values in one line each.
+
+    Args:
+        **values: The fields to set (the others keep their defaults).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        SynthConfigError: Naming each field out of range and the value given.
+    """
+    try:
+        return SynthConfig(**values)
+    except ValidationError as error:
+        raise SynthConfigError(
+            "\n".join(
+                f"{'.'.join(map(str, item['loc']))}: "
+                f"{item['msg'].removeprefix('Value error, ')} "
+                f"(got {item.get('input')!r})"
+                for item in error.errors()
+            )
+        ) from None

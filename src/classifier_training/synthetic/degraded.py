@@ -20,7 +20,6 @@ The split has its own random stream, so train/valid/test are unchanged.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,11 +67,12 @@ def degraded_config(config: SynthConfig, unseen_fonts: bool) -> SynthConfig:
     if not unseen_fonts:
         lo, hi = condense
         condense = (max(0.3, lo * FALLBACK_CONDENSE), max(0.3, hi * FALLBACK_CONDENSE))
-    return replace(
-        config,
-        out_dir=Path("."),
-        blur_radius_range=config.degrade_blur_radius_range,
-        noise_std_range=config.degrade_noise_std_range,
-        jpeg_quality_range=config.degrade_jpeg_quality_range,
-        condense_range=condense,
+    return config.model_copy(
+        update={
+            "out_dir": Path("."),
+            "blur_radius_range": config.degrade_blur_radius_range,
+            "noise_std_range": config.degrade_noise_std_range,
+            "jpeg_quality_range": config.degrade_jpeg_quality_range,
+            "condense_range": condense,
+        }
     )
