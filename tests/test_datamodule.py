@@ -257,3 +257,22 @@ def test_classes_come_from_train_and_eval_rows_of_other_labels_are_left_out(
         DataError, match=r"train: need at least 2 classes, found \['a'\]"
     ):
         assign_classes({"train": rows("t", "a", "a")}, tmp_path / "train")
+
+
+def test_group_key_gives_each_row_its_track(jsonl_root: Path) -> None:
+    # tests.helpers writes metadata {"variant": 0|1}: two groups per split.
+    dm = make_dm(jsonl_root, group_key="variant")
+    groups = dm.groups("val")
+    assert len(groups) == len(dm.split_samples("val"))
+    assert sorted(set(groups)) == ["0", "1"]
+    alone = make_dm(jsonl_root).groups("val")
+    assert len(set(alone)) == len(alone)  # no key: every row stands alone
+
+
+def test_group_key_no_row_has_or_on_class_folders_is_refused(
+    jsonl_root: Path, folder_root: Path
+) -> None:
+    with pytest.raises(DataError, match=r"no row has metadata\.track_id"):
+        make_dm(jsonl_root, group_key="track_id")
+    with pytest.raises(DataError, match="class-folder layout has none"):
+        make_dm(folder_root, group_key="track_id")

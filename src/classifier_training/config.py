@@ -11,9 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from classifier_training.core.errors import ClassifierError
+from classifier_training.core.groups import parse_group_key
 from classifier_training.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from classifier_training.core.validation import BadImagePolicy
 
@@ -373,6 +381,9 @@ class DataModuleConfig(_Frozen):
         cache: Decoded-image cache shared by all DataLoader workers: ``none``,
             ``ram``, ``disk`` or ``auto`` (RAM when it fits comfortably, else disk).
         cache_dir: Where the disk cache lives (default ``DATA_ROOT/.cache``).
+        group_key: The JSONL ``metadata`` field (a dotted path, e.g. ``track_id``)
+            that says which rows belong together (one player track); ``null``:
+            every row stands alone. See :mod:`classifier_training.core.groups`.
     """
 
     data_root: Path
@@ -392,6 +403,14 @@ class DataModuleConfig(_Frozen):
     on_bad_image: BadImagePolicy = "error"
     cache: CacheMode = "none"
     cache_dir: Path | None = None
+    group_key: str | None = None
+
+    @field_validator("group_key")
+    @classmethod
+    def _check_group_key(cls, key: str | None) -> str | None:
+        if key is not None:
+            parse_group_key(key)
+        return key
 
     @model_validator(mode="after")
     def _check_std(self) -> DataModuleConfig:

@@ -19,14 +19,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from classifier_training.core.errors import ClassifierError
-from classifier_training.core.readers import Sample
+from classifier_training.core.readers import DataError, Sample
 
 #: Prefix of the id of a row without the group key (its own group).
 UNGROUPED_PREFIX = "\x00row:"
 
 
-class GroupKeyError(ClassifierError, ValueError):
+class GroupKeyError(DataError):
     """A group key is malformed, or names a field that no row carries."""
 
 
@@ -147,3 +146,41 @@ def group_label(labels: Iterable[str]) -> str:
     if not counts:
         return ""
     return counts.most_common(1)[0][0]
+
+
+def check_split_groups(
+    rows: Mapping[str, Sequence[Sample]],
+    layouts: Mapping[str, str],
+    split_dirs: Mapping[str, Any],
+    key: str,
+) -> dict[str, GroupCoverage]:
+    """Check a dataset's splits against a group key; count the rows that carry it.
+
+    Args:
+        rows: Rows per split.
+        layouts: ``jsonl`` or ``folder`` per split.
+        split_dirs: The folder of each split, for messages.
+        key: The group key.
+
+    Returns:
+        The key's coverage per split (rows without it are their own groups).
+
+    Raises:
+        GroupKeyError: For a split in the class-folder layout (no metadata), or
+            when no row of any split carries the key.
+    """
+    parse_group_key(key)
+    for split, layout in layouts.items():
+        if layout != "jsonl":
+            raise GroupKeyError(
+                f"{split_dirs.get(split)}: group key {key!r} needs JSONL "
+                "annotations with metadata; the class-folder layout has none"
+            )
+    coverage = {split: group_coverage(samples, key) for split, samples in rows.items()}
+    if not any(c.with_key for c in coverage.values()):
+        where = ", ".join(str(split_dirs.get(split)) for split in rows)
+        raise GroupKeyError(
+            f"{where}: no row has metadata.{key} (group key {key!r}); check the "
+            "spelling, or leave the group key unset"
+        )
+    return coverage

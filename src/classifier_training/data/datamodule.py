@@ -23,6 +23,7 @@ from classifier_training.core.contract import (
     DeploymentContract,
     parse_contract,
 )
+from classifier_training.core.groups import group_of
 from classifier_training.core.readers import DataError, ExcludedRows, Sample
 from classifier_training.data.cache import ImageCache
 from classifier_training.data.dataset import (
@@ -46,6 +47,7 @@ from classifier_training.data.splits import (
     SplitRows,
     assign_classes,
     read_splits,
+    report_group_coverage,
 )
 from classifier_training.data.summary import data_summary, skipped_image_counts
 from classifier_training.data.transforms import (
@@ -238,6 +240,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         config = self.config
         found = read_splits(config.data_root, config.on_bad_image)
         self.split_dirs, self.layouts = found.split_dirs, found.layouts
+        if config.group_key is not None:
+            report_group_coverage(found, config.group_key)
         resize = ResizeToInput(config.image_size, config.resize_mode, config.mean)
         decode: ImageLoader = DecodeAndResize(resize)
         rows = self._cached_rows(found.rows, found.skipped, resize, decode)
@@ -260,6 +264,15 @@ class ImageFolderDataModule(L.LightningDataModule):
             self.seed,
         )
         self._contract = contract
+
+    def groups(self, split: str) -> list[str]:
+        """The group id of each row of ``split``, in loader order.
+
+        Rows share an id when they share ``data.group_key``'s value; without a
+        group key (or a value) every row is its own group
+        (:func:`~classifier_training.core.groups.group_of`).
+        """
+        return [group_of(s, self.config.group_key) for s in self.split_samples(split)]
 
     def _cached_rows(
         self,

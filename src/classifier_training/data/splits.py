@@ -13,6 +13,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from classifier_training.core.groups import check_split_groups
 from classifier_training.core.readers import (
     DataError,
     ExcludedRows,
@@ -119,3 +120,18 @@ def assign_classes(rows: SplitRows, train_dir: Path | None) -> ClassedSplits:
         if excluded[split].count:
             logger.warning(excluded[split].summary(split))
     return ClassedSplits(tuple(class_to_idx), kept, excluded)
+
+
+def report_group_coverage(found: FoundSplits, key: str) -> None:
+    """Refuse a group key the data cannot carry; warn about rows without it.
+
+    Raises:
+        GroupKeyError: For the class-folder layout, or a key no row has.
+    """
+    coverage = check_split_groups(found.rows, found.layouts, found.split_dirs, key)
+    for split, counts in coverage.items():
+        if counts.missing:
+            logger.warning(
+                f"data.group_key={key}: {counts.missing} of {counts.rows} {split} "
+                "row(s) have no such metadata; each is a group of its own"
+            )
