@@ -16,19 +16,26 @@ Within a split, near-duplicate clusters inflate nothing; they are information
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from classifier_training.core.groups import group_value
+from classifier_training.core.io import atomic_write_json
 from classifier_training.core.near_duplicates import (
     DEFAULT_THRESHOLD,
+    SIGNATURE_VERSION,
     SignatureArray,
     clusters,
     find_pairs,
 )
 from classifier_training.core.readers import SPLITS, Sample
+from classifier_training.core.signature_cache import SignatureCache, signatures_for
 
 #: (query split, reference split) pairs searched, later split first.
 CROSS_SPLIT = (("val", "train"), ("test", "train"), ("test", "val"))
@@ -214,3 +221,101 @@ def leakage_counts(
         "group_key": key,
         "group_leaks": None if leaks is None else len(leaks),
     }
+
+
+def _pair_counts_file(
+    cache_dir: Path, digests: Mapping[str, Sequence[str]], threshold: float
+) -> Path:
+    """Where the pair counts of exactly these images and threshold are kept."""
+    identity = json.dumps(
+        {"version": SIGNATURE_VERSION, "threshold": threshold, "splits": digests},
+        sort_keys=True,
+    )
+    key = hashlib.sha256(identity.encode()).hexdigest()[:24]
+    return cache_dir / f"near-duplicate-pairs-{key}.json"
+
+
+def split_leakage(
+    rows: Mapping[str, Sequence[Sample]],
+    cache_dir: Path,
+    key: str | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Leakage counts of a dataset's splits, for a training run.
+
+    Signatures come from the content-keyed store in ``cache_dir`` (only new
+    images are decoded); the pair counts of one set of images are kept there
+    too, so a rerun on unchanged data costs one read of each file.
+
+    Args:
+        rows: Rows per split.
+        cache_dir: The dataset's cache folder.
+        key: Group key; ``None`` leaves the group check out.
+        threshold: Near-duplicate threshold.
+        workers: Threads for reading and decoding.
+
+    Returns:
+        :func:`leakage_counts`' dictionary.
+    """
+    cache = SignatureCache(cache_dir)
+    images = {
+        split: list(dict.fromkeys(s.image for s in samples))
+        for split, samples in rows.items()
+    }
+    known, _ = signatures_for(
+        [path for paths in images.values() for path in paths], cache, workers
+    )
+    images = {s: [p for p in paths if p in known] for s, paths in images.items()}
+    digests = {s: [known[p] for p in paths] for s, paths in images.items()}
+    leaks = None if key is None else group_leaks(rows, key)
+    with contextlib.suppress(OSError):  # read-only data: computed again next time
+        cache.save()
+    counts_file = _pair_counts_file(cache_dir, digests, threshold)
+    try:
+        counts: dict[str, Any] = json.loads(counts_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not counted yet
+        signatures = {s: cache.stack(d) for s, d in digests.items()}
+        pairs = cross_split_near_duplicates(images, signatures, threshold)
+        counts = leakage_counts(pairs, None, None, threshold)
+        with contextlib.suppress(OSError):
+            atomic_write_json(counts_file, counts)
+    counts.update(group_key=key, group_leaks=None if leaks is None else len(leaks))
+    return counts
+
+
+def leakage_warning(
+    counts: Mapping[str, Any], data_root: Path, cache_dir: Path | None = None
+) -> str | None:
+    """The one warning line of a run whose splits leak, or ``None`` when clean.
+
+    Args:
+        counts: :func:`leakage_counts`' dictionary.
+        data_root: The dataset root (for the command that lists the pairs).
+        cache_dir: The cache folder when not the default (passed on, so the
+            command reuses the signatures).
+    """
+    pairs, leaks, key = (
+        counts["near_duplicate_pairs"],
+        counts["group_leaks"],
+        counts["group_key"],
+    )
+    if not pairs and not leaks:
+        return None
+    found = []
+    command = ["classifier-check-data", str(data_root)]
+    if pairs:
+        per = ", ".join(
+            f"{name} {n}" for name, n in counts["near_duplicate_pairs_by_split"].items()
+        )
+        found.append(f"{pairs} near-duplicate image pair(s) across splits ({per})")
+    if key is not None:
+        command += ["--group-by", key]
+        if leaks:
+            found.append(f"{leaks} {key} group(s) in several splits")
+    if cache_dir is not None:
+        command += ["--cache-dir", str(cache_dir)]
+    return (
+        f"data leakage: {' and '.join(found)}; val/test accuracy may be inflated. "
+        f"List them: {shlex.join(command)}"
+    )
