@@ -41,7 +41,7 @@ def check_leakage(
         The counts for ``metrics.json`` (``data.leakage``), or ``None`` when
         ``data.check_leakage`` is off.
     """
-    if False:
+    if not config.check_leakage:
         return None
     rows = {split: list(split_samples(split)) for split in SPLITS}
     counts = split_leakage(
