@@ -20,14 +20,17 @@ from classifier_training.core.run_files import (
     MODEL_INT8_ONNX,
     MODEL_ONNX,
 )
-from classifier_training.export import GUARD_REFUSED_EXIT_CODE, main
+from classifier_training.export import main
 from classifier_training.inference import load_classifier
 from classifier_training.inference.base import ModelLoadError
 from classifier_training.inference.evaluate import main as evaluate_main
 from classifier_training.inference.onnx_classifier import ONNXClassifier
 from classifier_training.inference.predict import main as predict_main
+from classifier_training.quantization.cli import GUARD_REFUSED_EXIT_CODE
 from classifier_training.report.run import render_run_report
-from tests.inference_support import TrainedRun
+from classifier_training.synthetic.cli import main as synth_main
+from tests.helpers import run_train
+from tests.inference_support import REPO, TrainedRun
 from tests.quantization_support import build_colour_deployment
 
 
@@ -134,22 +137,28 @@ def test_every_consumer_loads_the_reduced_precision_files(
 
 
 def test_evaluate_of_the_int8_file_reproduces_the_guard(
-    int8_export: Path, colour: tuple[Path, Path], tmp_path: Path
+    trained_run: TrainedRun, tmp_path: Path
 ) -> None:
-    guard = _summary(int8_export)["int8"]["guard"]
+    # The tiny run's model is far from perfect, so its top-1 is not trivially 1.
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.run_dir, run)
+    model = run / MODEL_ONNX
+    assert main([str(model), "--precision", "int8", "--max-drop", "100"]) == 0
+    guard = _summary(model)["int8"]["guard"]
     assert isinstance(guard, dict)
     out = tmp_path / "eval"
     code = evaluate_main(
         [
-            "--model", str(int8_export.parent / MODEL_INT8_ONNX),
-            "--data-root", str(colour[0]),
+            "--model", str(run / MODEL_INT8_ONNX),
+            "--data-root", str(trained_run.data_root),
             "--split", "val", "--out", str(out),
         ]
     )  # fmt: skip
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["num_rows"] == guard["rows"]
+    assert summary["num_rows"] == guard["rows"] == 12
     assert summary["top1"] == guard["top1"]
+    assert 0 < guard["top1"] < 1
 
 
 def test_the_guard_refuses_a_broken_quantization(
@@ -345,3 +354,38 @@ def test_reduced_precision_logits_stay_float32(int8_export: Path) -> None:
     for name in (MODEL_INT8_ONNX, MODEL_FP16_ONNX):
         classifier = ONNXClassifier(int8_export.parent / name)
         assert classifier.predict_logits(batch).dtype == np.float32
+
+
+@pytest.mark.slow
+def test_int8_of_a_trained_demo_agrees_with_fp32_on_the_test_crops(
+    tmp_path: Path,
+) -> None:
+    """A real demo model (jersey digits, ResNet18 at 32 px, 11 classes)."""
+    data = tmp_path / "synth"
+    synth = [
+        "--out", str(data), "--classes", "0-9,empty", "--per-class", "200",
+        "--seed", "0", "--image-size", "48", "-q",
+    ]  # fmt: skip
+    assert synth_main(synth) == 0
+    run = tmp_path / "run"
+    run_train(
+        REPO,
+        f"data.data_root={data}",
+        "data.image_size=32",
+        "trainer.max_epochs=5",
+        f"hydra.run.dir={run}",
+        "~callbacks.rich_progress_bar",
+        extra_env={"PYTHONPATH": str(REPO / "src")},
+    )
+    model = run / MODEL_ONNX
+    assert main([str(model), "--precision", "int8", "--guard-split", "test"]) == 0
+    guard = _summary(model)["int8"]["guard"]
+    assert isinstance(guard, dict)
+    assert guard["rows"] == 440
+    assert guard["top1_fp32"] >= 0.9, "the demo model did not learn"
+    assert guard["agreement"] >= 0.98
+    crops = sorted((data / "test" / "images").glob("*.jpg"))
+    fp32 = load_classifier(model).predict(crops, top_k=1)
+    int8 = load_classifier(run / MODEL_INT8_ONNX).predict(crops, top_k=1)
+    same = sum(a.class_id == b.class_id for a, b in zip(fp32, int8, strict=True))
+    assert same / len(crops) >= 0.98

@@ -24,7 +24,6 @@ import argparse
 import copy
 import io
 import logging
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
@@ -43,32 +42,24 @@ from classifier_training.core.contract import (
 from classifier_training.core.errors import ClassifierError, UsageError, run_command
 from classifier_training.core.io import atomic_path
 from classifier_training.core.preprocessing import Preprocessor
-from classifier_training.core.readers import canonical_split
-from classifier_training.core.run_files import LABELS_MAPPING_FILE, MODEL_PRECISIONS
+from classifier_training.core.run_files import LABELS_MAPPING_FILE
 from classifier_training.inference.runtime import open_session
-from classifier_training.quantization.calibration_set import (
-    DEFAULT_CALIBRATION_IMAGES,
+from classifier_training.quantization.cli import (
+    add_precision_arguments,
+    export_precisions,
+    parse_precisions,
+    precision_options,
+    remove_stale,
 )
-from classifier_training.quantization.guard import DEFAULT_MAX_DROP
 from classifier_training.quantization.pipeline import (
-    GuardRefusedError,
-    PrecisionOptions,
-    describe_export,
-    export_precision,
+    fp32_reference,
     gather_inputs,
     record_fp32,
-)
-from classifier_training.quantization.schemes import (
-    CALIBRATION_METHODS,
-    DEFAULT_CALIBRATION_METHOD,
-    INT8_TARGETS,
 )
 
 MAX_BATCH = 4096
 DEFAULT_ATOL = 1e-4
 VERIFY_BATCH = 8
-#: ``classifier-export``'s status when the accuracy guard refused a file.
-GUARD_REFUSED_EXIT_CODE = 1
 
 
 class OnnxVerificationError(ClassifierError):
@@ -355,16 +346,6 @@ def export_checkpoint(
     return write_deployment(loaded.network, loaded.contract, out_path, verify, atol)
 
 
-def _precisions(values: Sequence[str]) -> list[str]:
-    """``--precision`` values, validated, duplicates dropped, fp32 first."""
-    wrong = [v for v in values if v not in MODEL_PRECISIONS]
-    if wrong:
-        raise UsageError(
-            f"--precision {wrong[0]!r} is not one of {', '.join(MODEL_PRECISIONS)}"
-        )
-    return [p for p in MODEL_PRECISIONS if p in values]
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
@@ -398,69 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--atol", type=float, default=DEFAULT_ATOL, help="max abs logit difference"
     )
-    group = parser.add_argument_group("precision (int8, fp16)")
-    group.add_argument(
-        "--precision",
-        nargs="+",
-        default=["fp32"],
-        metavar="P",
-        help="fp32 (default), int8, fp16; several allowed",
-    )
-    group.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help="dataset for calibration and the guard (default: the run's "
-        "data.data_root)",
-    )
-    group.add_argument(
-        "--guard-split", type=canonical_split, default="val", help="default val"
-    )
-    group.add_argument(
-        "--max-drop",
-        type=float,
-        default=DEFAULT_MAX_DROP,
-        help="largest top-1 drop kept, percentage points (default %(default)s)",
-    )
-    group.add_argument(
-        "--calibration-images",
-        type=int,
-        default=DEFAULT_CALIBRATION_IMAGES,
-        metavar="N",
-        help="int8: train images to calibrate on (default %(default)s)",
-    )
-    group.add_argument(
-        "--calibration-method",
-        choices=CALIBRATION_METHODS,
-        default=DEFAULT_CALIBRATION_METHOD,
-        help="int8: minmax (observed range, default), entropy (KL divergence) "
-        "or percentile (clips the rarest 0.001%%)",
-    )
-    group.add_argument(
-        "--calibration-dir",
-        type=Path,
-        default=None,
-        help="int8: calibrate on this folder's images instead of the train split",
-    )
-    group.add_argument(
-        "--int8-target",
-        choices=INT8_TARGETS,
-        default="auto",
-        help="int8: the CPU it will run on (auto: this one; x86 without VNNI "
-        "gets 7-bit weights)",
-    )
-    group.add_argument(
-        "--provider", default=None, help="onnxruntime provider of the guard"
-    )
+    add_precision_arguments(parser)
     return parser
 
 
 def _check_arguments(args: argparse.Namespace) -> list[str]:
-    precisions = _precisions(args.precision)
-    if args.calibration_images < 1:
-        raise UsageError("--calibration-images must be >= 1")
-    if not args.max_drop >= 0:
-        raise UsageError(f"--max-drop must be >= 0, got {args.max_drop}")
+    precisions = parse_precisions(args.precision)
     is_onnx = args.source.suffix.lower() == ".onnx"
     if is_onnx and args.out is not None:
         raise UsageError(
@@ -479,18 +403,9 @@ def _export(args: argparse.Namespace) -> int:
     precisions = _check_arguments(args)
     from_onnx = args.source.suffix.lower() == ".onnx"
     model_path = args.source if from_onnx else (args.out or Path("model.onnx"))
-    if from_onnx and not model_path.is_file():
-        raise ExportError(f"{model_path}: model file not found")
-    options = PrecisionOptions(
-        data_root=args.data_root,
-        guard_split=args.guard_split,
-        max_drop=args.max_drop,
-        calibration_images=args.calibration_images,
-        calibration_method=args.calibration_method,
-        calibration_dir=args.calibration_dir,
-        int8_target=args.int8_target,
-        provider=args.provider,
-    )
+    if from_onnx:
+        fp32_reference(model_path, args.provider)  # its contract, at start-up
+    options = precision_options(args)
     hint = model_path if from_onnx else args.source
     inputs = gather_inputs(precisions, options, hint)
     if not from_onnx:
@@ -506,18 +421,8 @@ def _export(args: argparse.Namespace) -> int:
             f"(verified at batch sizes {list(result.batch_sizes)}, max abs logit "
             f"difference {result.max_abs_diff:.2e})"
         )
-    refused = 0
-    for precision in precisions:
-        if precision == "fp32" or inputs is None:
-            continue
-        try:
-            written = export_precision(model_path, precision, options, inputs)
-        except GuardRefusedError as error:
-            print(f"error: {error}", file=sys.stderr)
-            refused += 1
-            continue
-        print(describe_export(written))
-    return GUARD_REFUSED_EXIT_CODE if refused else 0
+        remove_stale(model_path, precisions)
+    return export_precisions(model_path, precisions, options, inputs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -180,7 +180,13 @@ def gather_inputs(
     return PrecisionInputs(data_root, samples, source, candidates)
 
 
-def _reference(model_path: Path, provider: str | None) -> ONNXClassifier:
+def fp32_reference(model_path: Path, provider: str | None = None) -> ONNXClassifier:
+    """Open the fp32 model a reduced-precision file is made from.
+
+    Raises:
+        ModelLoadError: One line when it has no ``labels_mapping.json`` beside it
+            (or in its run folder), cannot be opened, or is not fp32.
+    """
     try:
         mapping = find_labels_mapping(model_path)
     except ClassifierError:
@@ -292,7 +298,7 @@ def export_precision(
     """
     if precision not in REDUCED_PRECISIONS:
         raise ValueError(f"precision must be one of {REDUCED_PRECISIONS}")
-    reference = _reference(model_path, options.provider)
+    reference = fp32_reference(model_path, options.provider)
     out = model_path.parent / precision_file(model_path.name, precision)
     with atomic_path(out) as tmp:
         extra = _write(precision, reference, tmp, options, inputs, report)
