@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"({TARGET_SIZE} px, batch {args.batch})"
         at_target = ratios[TARGET_SIZE]
         for name, ratio in at_target.items():
-            if name != "onnxruntime int8":
+            if name not in ("onnxruntime fp32", "onnxruntime int8"):
                 console.print(f"{name} vs fp32 ORT {where}: {ratio:.2f} x")
         if "onnxruntime int8" in at_target:
             ratio = at_target["onnxruntime int8"]
