@@ -14,7 +14,12 @@ from pathlib import Path
 
 from classifier_training.core.errors import UsageError
 from classifier_training.core.readers import canonical_split
-from classifier_training.core.run_files import MODEL_PRECISIONS, precision_file
+from classifier_training.core.run_files import (
+    METRICS_FILE,
+    MODEL_PRECISIONS,
+    REPORT_FILE,
+    precision_file,
+)
 from classifier_training.quantization.calibration_set import (
     DEFAULT_CALIBRATION_IMAGES,
 )
@@ -33,6 +38,7 @@ from classifier_training.quantization.schemes import (
     DEFAULT_CALIBRATION_METHOD,
     INT8_TARGETS,
 )
+from classifier_training.report.run import build_run_report
 
 #: Exit status when the accuracy guard refused a file (bad input stays 2).
 GUARD_REFUSED_EXIT_CODE = 1
@@ -165,4 +171,12 @@ def export_precisions(
             refused += 1
             continue
         print(describe_export(written))
+    _refresh_run_report(model_path.parent)
     return GUARD_REFUSED_EXIT_CODE if refused else 0
+
+
+def _refresh_run_report(folder: Path) -> None:
+    """Rebuild the run's ``report.html`` (it shows ``export_summary.json``) when
+    the model sits in a finished run folder."""
+    if (folder / METRICS_FILE).is_file() and (folder / REPORT_FILE).is_file():
+        print(f"updated {build_run_report(folder)}")
