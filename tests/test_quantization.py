@@ -380,7 +380,8 @@ def test_reduced_precision_logits_stay_float32(int8_export: Path) -> None:
 def test_int8_of_a_trained_demo_agrees_with_fp32_on_the_test_crops(
     tmp_path: Path,
 ) -> None:
-    """A real demo model (jersey digits, ResNet18 at 32 px, 11 classes)."""
+    """A real demo model (jersey digits, ResNet18 at 32 px, 11 classes, ~525
+    steps: about two minutes on a quiet 2-core machine)."""
     data = tmp_path / "synth"
     synth = [
         "--out", str(data), "--classes", "0-9,empty", "--per-class", "200",
@@ -392,7 +393,7 @@ def test_int8_of_a_trained_demo_agrees_with_fp32_on_the_test_crops(
         REPO,
         f"data.data_root={data}",
         "data.image_size=32",
-        "trainer.max_epochs=5",
+        "trainer.max_epochs=15",
         f"hydra.run.dir={run}",
         "~callbacks.rich_progress_bar",
         extra_env={"PYTHONPATH": str(REPO / "src")},
@@ -402,7 +403,9 @@ def test_int8_of_a_trained_demo_agrees_with_fp32_on_the_test_crops(
     guard = _summary(model)["int8"]["guard"]
     assert isinstance(guard, dict)
     assert guard["rows"] == 440
-    assert guard["top1_fp32"] >= 0.5, "the demo model did not learn"
+    # Agreement is a property of trained models: near-tied logits of a model that
+    # has not learned flip under any rounding.
+    assert guard["top1_fp32"] >= 0.9, "the demo model did not learn"
     assert guard["agreement"] >= 0.98
     crops = sorted((data / "test" / "images").glob("*.jpg"))
     fp32 = load_classifier(model).predict(crops, top_k=1)
