@@ -380,8 +380,8 @@ def test_reduced_precision_logits_stay_float32(int8_export: Path) -> None:
 def test_int8_of_a_trained_demo_agrees_with_fp32_on_the_test_crops(
     tmp_path: Path,
 ) -> None:
-    """A real demo model (jersey digits, ResNet18 at 32 px, 11 classes, ~525
-    steps: about two minutes on a quiet 2-core machine)."""
+    """A real demo model (jersey digits, ResNet18 at 32 px, 11 classes, 15
+    epochs of 35 steps)."""
     data = tmp_path / "synth"
     synth = [
         "--out", str(data), "--classes", "0-9,empty", "--per-class", "200",
