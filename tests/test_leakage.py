@@ -6,11 +6,15 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from classifier_training.config import DataModuleConfig
 from classifier_training.core.leakage import leakage_warning, split_leakage
 from classifier_training.core.readers import read_split
 from classifier_training.data.leakage_check import check_leakage
+from tests.helpers import make_jsonl_dataset, run_train
 from tests.test_check_data import make_planted_dataset
+from tests.test_train_e2e import FAST
 
 
 def planted_rows(root: Path) -> tuple[dict[str, list], set[tuple[str, str]]]:  # type: ignore[type-arg]
@@ -72,3 +76,31 @@ def test_the_training_check_follows_its_setting(tmp_path: Path) -> None:
     assert list((tmp_path / "d" / ".cache").glob("near-duplicate-*"))  # default dir
     off = DataModuleConfig(data_root=tmp_path / "d", check_leakage=False)
     assert check_leakage(off, lambda split: rows.get(split, [])) is None
+
+
+@pytest.mark.slow
+def test_training_warns_once_and_records_the_counts(tmp_path: Path) -> None:
+    """The shared test dataset repeats train images in valid/test (same pixels),
+    and its ``variant`` metadata spans every split: both kinds of leakage."""
+    root = make_jsonl_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    result = run_train(
+        tmp_path,
+        f"data.data_root={root}",
+        f"hydra.run.dir={out}",
+        "data.group_key=variant",
+        *FAST,
+    )
+    lines = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if "data leakage:" in line
+    ]
+    assert len(lines) == 1, lines
+    leakage = json.loads((out / "metrics.json").read_text())["data"]["leakage"]
+    assert leakage["near_duplicate_pairs"] > 0
+    assert leakage["group_key"] == "variant"
+    assert leakage["group_leaks"] == 2
+    assert f"{leakage['near_duplicate_pairs']} near-duplicate image pair(s)" in lines[0]
+    assert "2 variant group(s) in several splits" in lines[0]
+    assert lines[0].endswith(f"classifier-check-data {root} --group-by variant")
