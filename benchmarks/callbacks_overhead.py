@@ -44,6 +44,7 @@ from classifier_training.train import (
     build_callbacks,
     build_datamodule,
     build_model,
+    register_configs,
     silence_known_noise,
 )
 
@@ -194,6 +195,7 @@ def run(
 
 def main() -> None:
     silence_known_noise()
+    register_configs()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=1)
