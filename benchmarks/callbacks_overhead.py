@@ -52,6 +52,7 @@ from classifier_training.train import (
 def artifact_callbacks() -> tuple[str, ...]:
     """The project's own callbacks in the demo config, EMA aside (from the config,
     so a new artifact callback is measured without editing this file)."""
+    register_configs()
     with initialize_config_module("classifier_training.conf", version_base="1.3"):
         cfg = compose(config_name="train_demo")
     return tuple(
