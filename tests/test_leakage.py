@@ -104,3 +104,4 @@ def test_training_warns_once_and_records_the_counts(tmp_path: Path) -> None:
     assert f"{leakage['near_duplicate_pairs']} near-duplicate image pair(s)" in lines[0]
     assert "2 variant group(s) in several splits" in lines[0]
     assert lines[0].endswith(f"classifier-check-data {root} --group-by variant")
+    assert "may be inflated" in (out / "report.html").read_text(encoding="utf-8")
