@@ -384,6 +384,11 @@ class DataModuleConfig(_Frozen):
         group_key: The JSONL ``metadata`` field (a dotted path, e.g. ``track_id``)
             that says which rows belong together (one player track); ``null``:
             every row stands alone. See :mod:`classifier_training.core.groups`.
+        check_leakage: Before fitting, count near-duplicate images across the
+            splits (and, with ``group_key``, groups in several splits), warn in
+            one line and record the counts in ``metrics.json`` (``data.leakage``).
+            Signatures and counts are kept in ``cache_dir``, so only the first run
+            on a dataset decodes and searches; ``false`` skips it.
     """
 
     data_root: Path
@@ -404,6 +409,7 @@ class DataModuleConfig(_Frozen):
     cache: CacheMode = "none"
     cache_dir: Path | None = None
     group_key: str | None = None
+    check_leakage: bool = True
 
     @field_validator("group_key")
     @classmethod
