@@ -8,10 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from classifier_training.core.groups import GroupKeyError
+from classifier_training.core.readers import Sample
 from classifier_training.core.tracks import aggregate_track
 from classifier_training.inference import load_classifier
 from classifier_training.inference.predict import main
+from classifier_training.inference.tracks import (
+    check_track_key,
+    evaluate_tracks,
+    plot_worst_tracks,
+)
 from tests.inference_support import run_main_without_heavy_imports, write_color_image
 
 
@@ -196,3 +204,74 @@ def test_probabilities_match_the_single_image_path(
     np.testing.assert_allclose(table.sum(axis=1), 1.0)
     for row, path in zip(table, paths, strict=True):
         assert classifier.class_names[int(row.argmax())] == path.stem.rstrip("12")
+
+
+# -- the tracks section of classifier-evaluate --------------------------------------
+def _rows(folder: Path, spec: list[tuple[str, str | None]]) -> list[Sample]:
+    """Samples of colour images: ``(label, track)`` per row."""
+    colours = {"red": "red", "green": "green", "blue": "blue", "": "green"}
+    rows = []
+    for line, (label, track) in enumerate(spec, start=1):
+        image = write_color_image(folder / f"{line}.png", colours[label], line)
+        meta = {"track_id": track} if track is not None else {}
+        rows.append(Sample(image, label, folder / "annotations.jsonl", line, meta))
+    return rows
+
+
+NAMES3 = ["", "blue", "red"]
+
+
+def test_the_tracks_section_scores_each_track_against_its_truth(
+    tmp_path: Path,
+) -> None:
+    samples = _rows(
+        tmp_path,
+        [("red", "t1"), ("", "t1"), ("red", "t1"), ("blue", "t2"), ("blue", None)],
+    )
+    probs = np.array(
+        [
+            [0.1, 0.2, 0.7],  # t1: red
+            [0.8, 0.1, 0.1],  # t1: illegible, left out
+            [0.0, 0.7, 0.3],  # t1: blue (wrong frame)
+            [0.0, 0.1, 0.9],  # t2: red, a wrong track
+            [0.1, 0.8, 0.1],  # own track: blue
+        ]
+    )
+    tracks = evaluate_tracks(probs, NAMES3, samples, "track_id", "logprob")
+    summary = tracks.summary(frame_top1=0.4, worst=5)
+    # t1: log(.7/.9) + log(.3) vs log(.2/.9) + log(.7): red .233 > blue .156.
+    assert tracks.answers["t1"].best == "red"
+    assert (summary["num_tracks"], summary["rows_without_key"]) == (3, 1)
+    assert summary["top1"] == pytest.approx(2 / 3)
+    assert summary["frame_top1"] == 0.4
+    assert summary["risk_coverage"][0]["kept"] == 3
+    (worst,) = summary["worst"]
+    assert worst == {
+        "track": "t2",
+        "truth": "blue",
+        "answer": "red",
+        "best": "red",
+        "confidence": pytest.approx(0.9),
+        "frames": 1,
+        "frames_used": 1,
+        "first_row": 3,
+    }
+    strip = plot_worst_tracks(
+        tracks, probs, samples, {n: i for i, n in enumerate(NAMES3)},
+        tmp_path / "worst.png",
+    )  # fmt: skip
+    with Image.open(strip) as image:
+        assert image.width >= 12 * 64  # room for a strip of 12 frames
+        assert image.height > 64
+
+
+def test_a_key_the_split_cannot_carry_is_refused_in_one_line(tmp_path: Path) -> None:
+    samples = _rows(tmp_path, [("red", "t1"), ("blue", None)])
+    coverage = check_track_key(samples, "track_id", "test", tmp_path, "jsonl")
+    assert (coverage.rows, coverage.missing) == (2, 1)
+    with pytest.raises(
+        GroupKeyError, match=r"annotations\.jsonl: no row has metadata\.clip"
+    ):
+        check_track_key(samples, "clip", "test", tmp_path, "jsonl")
+    with pytest.raises(GroupKeyError, match="class-folder layout has none"):
+        check_track_key(samples, "track_id", "test", tmp_path, "folder")
