@@ -14,13 +14,16 @@ and scores the test split:
 - coverage and accuracy of the answered tracks at a few confidence thresholds
   (``classifier-evaluate --group-by``'s table).
 
-Means ± sample standard deviations over the seeds. Target lines: the default
-rule (``core.tracks.DEFAULT_RULE``) has the best track top-1, and its track
-top-1 is at least 5 points above frame top-1.
+Means ± sample standard deviations over the seeds; the rules are also compared
+paired (the same model and tracks under both rules). Target lines: no rule beats
+the default (``core.tracks.DEFAULT_RULE``) by more than the paired seed-to-seed
+spread (the rule ``recipes.py`` applies to the augmentation default: the default
+changes only for a difference the seeds resolve), and the default's track top-1
+is at least 5 points above frame top-1.
 
 Usage::
 
-    python benchmarks/tracks.py [--seeds 3] [--epochs 8] [--tracks-per-class 40]
+    python benchmarks/tracks.py [--seeds 3] [--epochs 12] [--tracks-per-class 40]
 """
 
 from __future__ import annotations
@@ -214,12 +217,16 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
         versus = "-" if rule == DEFAULT_RULE else f"{gain:+.1f} ± {spread:.1f}"
         row = f"| {name} | {fmt(frame)} | {fmt(track)} | {versus} | "
         print(row + " | ".join(cells) + " |")
-    winner = max(means, key=lambda rule: means[rule])
+    others = [rule for rule in AGGREGATION_RULES if rule != DEFAULT_RULE]
+    rival = max(others, key=lambda rule: means[rule])
+    edge, spread = mean_std(
+        [r[rival]["track"] - r[DEFAULT_RULE]["track"] for r in runs]
+    )
     gain = means[DEFAULT_RULE] - mean_std(frame)[0]
     return [
-        f"target default rule has the best track top-1: {DEFAULT_RULE} "
-        f"{means[DEFAULT_RULE]:.1f} %, best {winner} {means[winner]:.1f} % "
-        f"({'MET' if means[DEFAULT_RULE] >= means[winner] else 'MISSED'})",
+        f"target no rule beats the default ({DEFAULT_RULE}) by more than the paired "
+        f"spread: best other {rival} {edge:+.1f} ± {spread:.1f} pt "
+        f"({'MET' if edge <= spread else 'MISSED'})",
         f"target track top-1 >= frame top-1 + {TARGET_GAIN_PT:g} pt ({DEFAULT_RULE}): "
         f"{gain:+.1f} pt ({'MET' if gain >= TARGET_GAIN_PT else 'MISSED'})",
     ]
@@ -229,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark and print the table and target lines."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--classes", type=int, default=11)
     parser.add_argument("--tracks-per-class", type=int, default=40)
     parser.add_argument(

@@ -70,7 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model", type=Path, help="model.onnx or checkpoint (.ckpt)")
     parser.add_argument(
-        "inputs", type=Path, nargs="+", help="image files or folders (recursive)"
+        "inputs",
+        type=Path,
+        nargs="+",
+        help=(
+            "image files or folders (recursive); with --group-by, JSONL annotation "
+            "files or folders holding annotations.jsonl"
+        ),
     )
     parser.add_argument("--top-k", type=int, default=5, help="classes per image")
     parser.add_argument("--json", action="store_true", help="print JSON lines")
