@@ -57,7 +57,12 @@ from classifier_training.core.tracks import (
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.synthetic import SynthConfig, generate_dataset
 from classifier_training.synthetic.tracks import TRACK_KEY
-from classifier_training.train import build_datamodule, build_model, silence_known_noise
+from classifier_training.train import (
+    build_datamodule,
+    build_model,
+    register_configs,
+    silence_known_noise,
+)
 
 THRESHOLDS = (0.5, 0.8, 0.9)
 TARGET_GAIN_PT = 5.0
@@ -256,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     silence_known_noise()
+    register_configs()
     os.environ.setdefault("PYTHONHASHSEED", "0")
     torch.set_num_threads(args.threads)
     root = make_dataset(
