@@ -66,6 +66,8 @@ CONFUSION_PNG = "confusion_matrix.png"
 CONFUSION_JSON = "confusion_matrix.json"
 SAMPLE_PREDICTIONS_FILE = "sample_predictions.png"
 MISTAKES_FILE = "mistakes.png"
+#: ``classifier-evaluate --group-by``: a strip of frames per worst track.
+WORST_TRACKS_FILE = "worst_tracks.png"
 #: The evaluation of the best checkpoint at the end of training.
 EVAL_DIR = "eval"
 HISTORY_DIR = "training_history"

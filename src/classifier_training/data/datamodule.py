@@ -265,6 +265,11 @@ class ImageFolderDataModule(L.LightningDataModule):
         )
         self._contract = contract
 
+    @property
+    def group_key(self) -> str | None:
+        """``data.group_key``: the metadata field naming each row's track."""
+        return self.config.group_key
+
     def groups(self, split: str) -> list[str]:
         """The group id of each row of ``split``, in loader order.
 
@@ -312,6 +317,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         )
         eval_tf = build_eval_transform(config)
         logger.info(f"data.augment_on={config.augment_on}: on {self.augment_on}")
+        key = config.group_key
         return {
             split: JerseyNumberDataset(
                 samples,
@@ -319,6 +325,12 @@ class ImageFolderDataModule(L.LightningDataModule):
                 transform=train_tf if split == "train" else eval_tf,
                 loader=self.loaders.get(split, decode),
                 on_bad_image=config.on_bad_image,
+                # Evaluation batches carry each row's track (val/track_top1).
+                groups=(
+                    [group_of(s, key) for s in samples]
+                    if key is not None and split != "train"
+                    else None
+                ),
             )
             for split, samples in classed.rows.items()
         }
