@@ -384,6 +384,13 @@ class DataModuleConfig(_Frozen):
         group_key: The JSONL ``metadata`` field (a dotted path, e.g. ``track_id``)
             that says which rows belong together (one player track); ``null``:
             every row stands alone. See :mod:`classifier_training.core.groups`.
+        exclude_rows: A row list (:mod:`classifier_training.core.row_refs`): a
+            text file naming train rows to leave out of training, one per line
+            (``train/annotations.jsonl:17``, or the image path of a class-folder
+            row, relative to ``data_root``). The image cache still holds every
+            train row, so runs that leave out different rows share it.
+            ``classifier-audit-labels`` trains each fold with one and writes
+            ``flagged_train_rows.txt``, to retrain without the flagged rows.
     """
 
     data_root: Path
@@ -404,6 +411,7 @@ class DataModuleConfig(_Frozen):
     cache: CacheMode = "none"
     cache_dir: Path | None = None
     group_key: str | None = None
+    exclude_rows: Path | None = None
 
     @field_validator("group_key")
     @classmethod
