@@ -44,6 +44,7 @@ from classifier_training.train import (
     build_callbacks,
     build_datamodule,
     build_model,
+    register_configs,
     silence_known_noise,
 )
 
@@ -51,6 +52,7 @@ from classifier_training.train import (
 def artifact_callbacks() -> tuple[str, ...]:
     """The project's own callbacks in the demo config, EMA aside (from the config,
     so a new artifact callback is measured without editing this file)."""
+    register_configs()
     with initialize_config_module("classifier_training.conf", version_base="1.3"):
         cfg = compose(config_name="train_demo")
     return tuple(
@@ -194,6 +196,7 @@ def run(
 
 def main() -> None:
     silence_known_noise()
+    register_configs()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=1)

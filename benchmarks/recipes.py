@@ -39,12 +39,13 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from classifier_training.config import load_data_config
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.synthetic import SynthConfig, generate_dataset
 from classifier_training.train import (
     build_datamodule,
     build_model,
-    load_data_config,
+    register_configs,
     resolve_data_values,
     silence_known_noise,
 )
@@ -226,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     silence_known_noise()
+    register_configs()
     os.environ.setdefault("PYTHONHASHSEED", "0")
     torch.set_num_threads(args.threads)
     root = make_dataset(

@@ -68,6 +68,7 @@ from classifier_training.synthetic import SynthConfig, generate_dataset
 from classifier_training.train import (
     build_datamodule,
     build_model,
+    register_configs,
     resolve_data_values,
     silence_known_noise,
 )
@@ -289,6 +290,7 @@ def make_dataset(root: Path, per_class: int) -> Path:
 
 def main() -> None:
     silence_known_noise()
+    register_configs()
     torch.set_float32_matmul_precision("high")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[40, 96])

@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from classifier_training.training.builders import register_configs
 from tests.helpers import make_folder_dataset, make_jsonl_dataset
 from tests.inference_support import TrainedRun, build_color_model, build_trained_run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def config_nodes() -> None:
+    """The config nodes defined in code, stored as ``classifier-train`` does, for
+    the tests that compose configs themselves."""
+    register_configs()
 
 
 @pytest.fixture

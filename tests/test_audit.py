@@ -181,10 +181,10 @@ def test_a_track_disagreement_takes_the_suggestion_the_model_prefers(
         [
             [0.0, 0.9, 0.1],
             [0.0, 0.9, 0.1],
-            [0.0, 0.7, 0.3],  # outvoted 18 in A: track_disagrees -> 13
-            [0.1, 0.2, 0.7],  # B: 18 vs 13, once each: -> 13 (p 0.2)
+            [0.0, 0.7, 0.3],  # outvoted 18 in A: track_disagrees -> 13, 0.4
+            [0.1, 0.2, 0.7],  # B: 18 vs 13, once each: -> 13, -0.5
             [0.9, 0.05, 0.05],
-            [0.1, 0.8, 0.1],  # B: 13 vs 18 -> 18 (p 0.1)
+            [0.1, 0.3, 0.6],  # B: 13 vs 18 -> 18, 0.3 (confident learning agrees)
             [0.1, 0.1, 0.8],
         ]
     )
@@ -194,10 +194,24 @@ def test_a_track_disagreement_takes_the_suggestion_the_model_prefers(
     )  # fmt: skip
     assert [(f.ref[-1], f.given, f.suggested, f.reason, f.track) for f in flags] == [
         ("3", "18", "13", "track_disagrees", "A"),
-        ("4", "18", "13", "track_disagrees", "B"),
         ("6", "13", "18", "track_disagrees", "B"),
+        ("4", "18", "13", "track_disagrees", "B"),
     ]
-    assert [f.score for f in flags] == pytest.approx([0.4, -0.5, -0.7])
+    assert [f.score for f in flags] == pytest.approx([0.4, 0.3, -0.5])
+
+
+def test_among_tied_track_labels_the_model_picks_the_suggestion(
+    tmp_path: Path,
+) -> None:
+    classes = ["1", "11", "7"]
+    labels = ["1", "7", "11"]  # one track, three labels once each
+    probs = np.array([[0.3, 0.6, 0.1], [0.2, 0.1, 0.7], [0.1, 0.8, 0.1]])
+    flags = flag_split(
+        "train", rows_of(tmp_path, labels), probs, classes, np.zeros(3, bool),
+        np.full(3, np.inf), tmp_path, groups=["T"] * 3,
+    )  # fmt: skip
+    # Row 1 ("1"): 7 and 11 are as frequent; the model prefers 11 (0.6 > 0.1).
+    assert {f.ref[-1]: f.suggested for f in flags} == {"1": "11", "2": "1", "3": "1"}
 
 
 def test_class_pairs_count_and_share_of_the_given_class(tmp_path: Path) -> None:

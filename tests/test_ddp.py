@@ -389,6 +389,15 @@ def test_two_processes_write_one_run_once_with_single_process_metrics(
         assert metrics[stage]["per_class_acc"] == pytest.approx(recall, abs=1e-6)
         loss = single_process_loss(run / "checkpoints/best.ckpt", ddp_run.data, split)
         assert metrics[stage]["loss"] == pytest.approx(loss, abs=1e-6)
+        # The post-fit tables reuse the ranks' logits, gathered in file order.
+        for name, row in summary["per_class"].items():
+            assert metrics[stage]["per_class"][name] == pytest.approx(row), name
+        mistakes = metrics[stage]["confident_mistakes"]
+        assert [m["where"] for m in mistakes] == [
+            m["where"] for m in summary["confident_mistakes"]
+        ]
+        for ours, theirs in zip(mistakes, summary["confident_mistakes"], strict=True):
+            assert ours == {**theirs, "confidence": pytest.approx(theirs["confidence"])}
 
 
 @pytest.mark.slow

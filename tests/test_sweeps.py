@@ -14,7 +14,6 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_class
 
-import classifier_training.train  # noqa: F401  (registers the config nodes)
 from classifier_training.report.cli import main as report_main
 from classifier_training.report.settings import lead_of
 from classifier_training.report.sweep import summarize_sweep, write_sweep_summary

@@ -302,11 +302,19 @@ def test_ctrl_c_prints_the_resume_command_and_resuming_keeps_the_history(
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     last = out / "checkpoints" / "last.ckpt"
+
+    def epoch_0_done() -> bool:
+        """last.ckpt saved and epoch 0's training row logged (after the save)."""
+        if not last.is_file() or not (out / "metrics.csv").is_file():
+            return False
+        rows = _csv_rows(out / "metrics.csv")
+        return any(r.get("train/loss") and r.get("epoch") == "0" for r in rows)
+
     deadline = time.monotonic() + 300
-    while not last.is_file() and process.poll() is None:
-        assert time.monotonic() < deadline, "no last.ckpt after 300 s"
-        time.sleep(0.1)
-    time.sleep(1.0)  # into a later epoch, past the checkpoint's write
+    while not epoch_0_done():
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "epoch 0 not finished after 300 s"
+        time.sleep(0.1)  # polling interval, not a wait for the event
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode not in (0, 2), stderr[-2000:]

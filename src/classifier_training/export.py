@@ -11,7 +11,11 @@ written to a temporary name and renamed only after the check passes).
 
 ``classifier-export`` rebuilds the network of a checkpoint from the deployment
 contract it carries (:mod:`classifier_training.checkpoints`) and writes
-``labels_mapping.json`` beside the ONNX file.
+``labels_mapping.json`` beside the ONNX file. ``--precision int8`` / ``fp16``
+(from a checkpoint or from an exported ``model.onnx``) also writes
+``model.int8.onnx`` / ``model.fp16.onnx`` beside it, each checked by the accuracy
+guard (:mod:`classifier_training.quantization`); ``export_summary.json`` records
+what was written and the guard's figures.
 """
 
 from __future__ import annotations
@@ -35,11 +39,23 @@ from classifier_training.core.contract import (
     DeploymentContract,
     write_labels_mapping,
 )
-from classifier_training.core.errors import ClassifierError, run_command
+from classifier_training.core.errors import ClassifierError, UsageError, run_command
 from classifier_training.core.io import atomic_path
 from classifier_training.core.preprocessing import Preprocessor
 from classifier_training.core.run_files import LABELS_MAPPING_FILE
 from classifier_training.inference.runtime import open_session
+from classifier_training.quantization.cli import (
+    add_precision_arguments,
+    export_precisions,
+    parse_precisions,
+    precision_options,
+    remove_stale,
+)
+from classifier_training.quantization.pipeline import (
+    fp32_reference,
+    gather_inputs,
+    record_fp32,
+)
 
 MAX_BATCH = 4096
 DEFAULT_ATOL = 1e-4
@@ -330,18 +346,28 @@ def export_checkpoint(
     return write_deployment(loaded.network, loaded.contract, out_path, verify, atol)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``classifier-export CHECKPOINT --out model.onnx``: export and verify."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
     parser = argparse.ArgumentParser(
         prog="classifier-export",
         description="Export a classifier-train checkpoint (its EMA weights when EMA "
         "was on) to one self-contained ONNX file, verify it with onnxruntime "
-        "against PyTorch, and write labels_mapping.json beside it.",
-        epilog="Exit status: 0 exported, 2 unusable checkpoint or failed check.",
+        "against PyTorch, and write labels_mapping.json beside it. With "
+        "--precision int8/fp16 (from a checkpoint or an exported model.onnx), "
+        "also write model.int8.onnx / model.fp16.onnx beside it, kept only when "
+        "the accuracy guard passes: their top-1 on --guard-split may not drop "
+        "more than --max-drop points below fp32's.",
+        epilog="Exit status: 0 exported, 1 a file refused by the accuracy guard "
+        "(figures printed), 2 unusable input or failed check.",
     )
-    parser.add_argument("checkpoint", type=Path, help="a .ckpt file")
     parser.add_argument(
-        "--out", type=Path, default=Path("model.onnx"), help="ONNX file to write"
+        "source", type=Path, help="a .ckpt file, or an exported model.onnx"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="ONNX file to write from a checkpoint (default model.onnx)",
     )
     parser.add_argument(
         "--images",
@@ -353,18 +379,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--atol", type=float, default=DEFAULT_ATOL, help="max abs logit difference"
     )
-    args = parser.parse_args(argv)
+    add_precision_arguments(parser)
+    return parser
 
-    def export() -> int:
-        result = export_checkpoint(args.checkpoint, args.out, args.images, args.atol)
+
+def _check_arguments(args: argparse.Namespace) -> list[str]:
+    precisions = parse_precisions(args.precision)
+    is_onnx = args.source.suffix.lower() == ".onnx"
+    if is_onnx and args.out is not None:
+        raise UsageError(
+            f"{args.source}: --out applies to checkpoints; the files of other "
+            "precisions are written beside the model"
+        )
+    if is_onnx and precisions == ["fp32"]:
+        raise UsageError(
+            f"{args.source}: already an ONNX model; ask for --precision int8 "
+            "and/or fp16"
+        )
+    return precisions
+
+
+def _export(args: argparse.Namespace) -> int:
+    precisions = _check_arguments(args)
+    from_onnx = args.source.suffix.lower() == ".onnx"
+    model_path = args.source if from_onnx else (args.out or Path("model.onnx"))
+    if from_onnx:
+        fp32_reference(model_path, args.provider)  # its contract, at start-up
+    options = precision_options(args)
+    hint = model_path if from_onnx else args.source
+    inputs = gather_inputs(precisions, options, hint)
+    if not from_onnx:
+        result = export_checkpoint(args.source, model_path, args.images, args.atol)
+        record_fp32(
+            model_path,
+            source=str(args.source),
+            verified_batch_sizes=list(result.batch_sizes),
+            max_abs_logit_diff=result.max_abs_diff,
+        )
         print(
-            f"wrote {args.out} and {args.out.parent / LABELS_MAPPING_FILE} "
+            f"wrote {model_path} and {model_path.parent / LABELS_MAPPING_FILE} "
             f"(verified at batch sizes {list(result.batch_sizes)}, max abs logit "
             f"difference {result.max_abs_diff:.2e})"
         )
-        return 0
+        remove_stale(model_path, precisions)
+    return export_precisions(model_path, precisions, options, inputs)
 
-    return run_command(export)
+
+def main(argv: list[str] | None = None) -> int:
+    """``classifier-export SOURCE [--precision fp32 int8 fp16]``: export, verify,
+    and write the reduced-precision files the accuracy guard allows."""
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: _export(args))
 
 
 if __name__ == "__main__":

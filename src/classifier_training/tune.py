@@ -56,7 +56,6 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import classifier_training.train  # noqa: F401  (registers the config nodes)
 from classifier_training.callbacks.optuna_pruning import (
     PRUNED_ATTR,
     PRUNER_ATTR,
@@ -77,6 +76,7 @@ from classifier_training.report.runs import (
     write_job_status,
 )
 from classifier_training.report.sweep import print_sweep_summary, write_sweep_summary
+from classifier_training.training.builders import register_configs
 
 DEFAULT_CONFIG = "train_jersey_ocr_resnet18"
 STUDY_NAME = "classifier-tune"
@@ -223,6 +223,7 @@ def compose_trial_config(config_name: str, overrides: Sequence[str]) -> dict[str
     """
     GlobalHydra.instance().clear()
     try:
+        register_configs()
         with initialize_config_module("classifier_training.conf", version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as error:

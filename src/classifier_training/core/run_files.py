@@ -8,6 +8,8 @@ reads everything else. Writers and readers import the names from here::
     ├── .hydra/config.yaml, hydra.yaml   composed config, the command
     ├── checkpoints/best.ckpt, last.ckpt
     ├── model.onnx, labels_mapping.json  deployment
+    ├── model.int8.onnx, model.fp16.onnx, export_summary.json
+    │                                    ``classifier-export --precision``
     ├── metrics.json, metrics.csv        final and per-epoch metrics
     ├── report.html, train.log
     ├── dataset_stats.{json,png}, model_info.json, augmentation_preview.png,
@@ -54,6 +56,9 @@ CHECKPOINTS_DIR = "checkpoints"
 BEST_CHECKPOINT = "best.ckpt"
 LAST_CHECKPOINT = "last.ckpt"
 MODEL_ONNX = "model.onnx"
+#: What ``classifier-export --precision`` writes: the fp32 model and its
+#: reduced-precision copies, which share its ``labels_mapping.json``.
+MODEL_PRECISIONS = ("fp32", "int8", "fp16")
 LABELS_MAPPING_FILE = "labels_mapping.json"
 METRICS_FILE = "metrics.json"
 METRICS_CSV_FILE = "metrics.csv"
@@ -105,8 +110,35 @@ FOLD_PREDICTIONS_FILE = "predictions.npz"
 FOLD_RUN_DIR = "run"
 #: ``classifier-audit-labels``: the disk image cache the folds share.
 AUDIT_CACHE_DIR = "cache"
+#: ``classifier-export``'s record of each precision written: files, checks and
+#: the accuracy guard's figures.
+EXPORT_SUMMARY_FILE = "export_summary.json"
 #: Glob that matches the per-epoch folders (:func:`epoch_folder`).
 EPOCH_GLOB = "epoch_[0-9][0-9][0-9]"
+
+
+def precision_file(model_file: str, precision: str) -> str:
+    """The file of one precision beside a model (``model.onnx`` -> ``model.int8.onnx``).
+
+    Args:
+        model_file: The fp32 model's name (``model.onnx``, or any ``x.onnx``).
+        precision: One of :data:`MODEL_PRECISIONS`; ``fp32`` is the model itself.
+
+    Returns:
+        The file name.
+    """
+    if precision not in MODEL_PRECISIONS:
+        raise ValueError(
+            f"precision must be one of {MODEL_PRECISIONS}, got {precision!r}"
+        )
+    if precision == "fp32":
+        return model_file
+    path = PurePosixPath(model_file)
+    return f"{path.stem}.{precision}{path.suffix}"
+
+
+MODEL_INT8_ONNX = precision_file(MODEL_ONNX, "int8")
+MODEL_FP16_ONNX = precision_file(MODEL_ONNX, "fp16")
 
 
 def epoch_folder(epoch: int) -> str:

@@ -26,8 +26,11 @@ def load_classifier(
 ) -> Classifier:
     """Open a ``.onnx`` model or a checkpoint (any other suffix) as a classifier.
 
+    Every ONNX precision loads alike (``model.onnx``, ``model.int8.onnx``,
+    ``model.fp16.onnx``; they share the ``labels_mapping.json`` beside them).
+
     Args:
-        model_path: ``model.onnx`` or a Lightning checkpoint (``.ckpt``).
+        model_path: An ONNX model or a Lightning checkpoint (``.ckpt``).
         labels_mapping_path: The mapping of an ONNX model, when it is not found
             beside it (a checkpoint carries its own: giving one is an error).
         provider: onnxruntime provider for ONNX models (ignored for checkpoints).

@@ -1,4 +1,9 @@
-"""``ONNXClassifier``: an exported ``model.onnx`` run with onnxruntime (no torch)."""
+"""``ONNXClassifier``: an exported ONNX model run with onnxruntime (no torch).
+
+Every precision ``classifier-export`` writes loads the same way (``model.onnx``,
+``model.int8.onnx``, ``model.fp16.onnx``): all take and return float32 and share
+the ``labels_mapping.json`` beside them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,13 @@ import numpy.typing as npt
 from classifier_training.core.contract import find_labels_mapping, read_labels_mapping
 from classifier_training.core.errors import ClassifierError
 from classifier_training.inference.base import Classifier, ModelLoadError
-from classifier_training.inference.runtime import choose_provider, open_session
+from classifier_training.inference.runtime import (
+    DEFAULT_RUNTIME,
+    RuntimeSettings,
+    choose_provider,
+    model_precision,
+    open_session,
+)
 
 
 class ONNXClassifier(Classifier):
@@ -28,7 +39,11 @@ class ONNXClassifier(Classifier):
         labels_mapping_path: The mapping, when it is not beside the model.
         provider: Force an execution provider (``cpu``, ``cuda`` or a full
             onnxruntime name); default CUDA when available, else CPU.
-        intra_op_threads: Threads per operator (default: onnxruntime's choice).
+        intra_op_threads: Threads per operator (default: ``settings``').
+        settings: onnxruntime session settings (the project's defaults).
+
+    Attributes:
+        precision: ``fp32``, ``int8`` or ``fp16``, as the model file records it.
 
     Raises:
         ModelLoadError: If the model or mapping is missing, unreadable, or they do
@@ -41,6 +56,7 @@ class ONNXClassifier(Classifier):
         labels_mapping_path: str | Path | None = None,
         provider: str | None = None,
         intra_op_threads: int | None = None,
+        settings: RuntimeSettings = DEFAULT_RUNTIME,
     ) -> None:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
@@ -52,7 +68,10 @@ class ONNXClassifier(Classifier):
             raise ModelLoadError(str(error)) from None
         super().__init__(contract, mapping_path)
         self.provider = choose_provider(provider)
-        self.session = open_session(self.model_path, self.provider, intra_op_threads)
+        self.session = open_session(
+            self.model_path, self.provider, intra_op_threads, settings
+        )
+        self.precision = model_precision(self.session)
         self._check_signature()
 
     def _check_signature(self) -> None:

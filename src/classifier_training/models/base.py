@@ -259,6 +259,7 @@ class BaseClassificationModel(L.LightningModule, ABC):
             "confidence": confidence,
             "labels": labels,
             "probs": probs,
+            "logits": logits,
         }
 
     def validation_step(

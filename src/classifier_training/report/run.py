@@ -48,11 +48,15 @@ RUN_SECTIONS = (
     "augmentation",
     "calibration",
     "model",
+    "deployment",
     "files",
 )
 #: Files the page links to (relative), when the run has them.
 LINKED_FILES = (
     (rf.MODEL_ONNX, "ONNX model (raw logits)"),
+    (rf.MODEL_INT8_ONNX, "int8 ONNX model (CPU; same contract)"),
+    (rf.MODEL_FP16_ONNX, "fp16 ONNX model (GPU; same contract)"),
+    (rf.EXPORT_SUMMARY_FILE, "exported precisions and their accuracy guard"),
     (
         rf.LABELS_MAPPING_FILE,
         "deployment contract: classes, preprocessing, temperature",
@@ -279,6 +283,53 @@ def _model_section(run_dir: Path) -> str:
     return table(["", ""], rows)
 
 
+def _deployment_section(run_dir: Path) -> str:
+    summary = read_json(run_dir / rf.EXPORT_SUMMARY_FILE)
+    rows = []
+    for precision in rf.MODEL_PRECISIONS:
+        entry = summary.get(precision)
+        if not isinstance(entry, dict):
+            continue
+        guard = entry.get("guard") or {}
+        scheme = entry.get("scheme") or {}
+        how = (
+            f"{scheme.get('activation_type')} activations, target "
+            f"{scheme.get('target')}, {(entry.get('calibration') or {}).get('method')}"
+            if scheme
+            else "-"
+        )
+        kept = entry.get("kept", True)
+        rows.append(
+            [
+                str(entry.get("file", "-"))
+                if kept
+                else f"{entry.get('file')} (refused)",
+                f"{fmt((entry.get('size_bytes') or 0) / 1e6, 2)} MB",
+                how,
+                str(guard.get("split", "-")),
+                pct(guard.get("top1_fp32")),
+                pct(guard.get("top1")),
+                fmt(guard.get("drop_points"), 2),
+                pct(guard.get("agreement")),
+                fmt(guard.get("max_confidence_diff"), 3),
+            ]
+        )
+    if not rows:
+        return (
+            '<p class="note">only model.onnx (fp32); <code>classifier-export '
+            "RUN/model.onnx --precision int8 fp16</code> adds the others.</p>"
+        )
+    header = [
+        "file", "size", "int8 scheme", "guard split", "top-1 fp32", "top-1",
+        "drop (points)", "same answer", "max confidence diff",
+    ]  # fmt: skip
+    return (
+        "<p class='note'>Files written by classifier-export --precision, each "
+        "checked against fp32 by the accuracy guard before it was kept.</p>"
+        + table(header, rows)
+    )
+
+
 def _files_section(run_dir: Path) -> str:
     items = [
         f'<li><a href="{esc(name)}">{esc(name)}</a>: {esc(what)}</li>'
@@ -319,6 +370,7 @@ def render_run_report(run_dir: Path) -> str:
         ("augmentation", "Augmentation preview", _augmentation_section(run_dir)),
         ("calibration", "Calibration", _calibration_section(run_dir, metrics)),
         ("model", "Model", _model_section(run_dir)),
+        ("deployment", "Deployment precisions", _deployment_section(run_dir)),
         ("files", "Files", _files_section(run_dir)),
     ]  # fmt: skip
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -10,7 +10,6 @@ deployment (``model.onnx`` + ``labels_mapping.json``) as a model artifact
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,10 +17,12 @@ from typing import Any
 
 import numpy as np
 import yaml
-from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
-from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers import (
+    CSVLogger,
+    Logger,
+    TensorBoardLogger,
+    WandbLogger,
+)
 from loguru import logger
 from PIL import Image
 
@@ -30,6 +31,19 @@ from classifier_training.core.run_files import (
     MODEL_ONNX,
     REPORT_FILE,
 )
+
+__all__ = [  # CSVLogger: Lightning's own, named here by earlier runs' configs
+    "ARTIFACT_FILES",
+    "CSVLogger",
+    "finish_trackers",
+    "log_config",
+    "log_deployment",
+    "log_final_metrics",
+    "log_image",
+    "trackers",
+    "wandb_has_credentials",
+    "wandb_logger",
+]
 
 #: Files of the W&B model artifact (those present are added).
 ARTIFACT_FILES = (MODEL_ONNX, LABELS_MAPPING_FILE, REPORT_FILE)
@@ -65,44 +79,6 @@ def wandb_logger(mode: str = "auto", **kwargs: Any) -> WandbLogger:
             )
     Path(kwargs.get("save_dir", ".")).mkdir(parents=True, exist_ok=True)
     return WandbLogger(offline=mode == "offline", mode=mode, **kwargs)
-
-
-class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued.
-
-    Lightning deletes ``metrics.csv`` when the log folder is not empty (Hydra's
-    ``.hydra/`` always is there), so a resumed run lost its earlier epochs.
-    ``train.py`` decides what the file holds when a run starts; this writer keeps
-    it and appends, widening the header when new columns appear.
-    """
-
-    def __init__(self, log_dir: str) -> None:
-        super().__init__(log_dir)
-        path = Path(self.metrics_file_path)
-        if path.is_file():
-            with path.open(newline="", encoding="utf-8") as handle:
-                header = next(csv.reader(handle), [])
-            self.metrics_keys = sorted(header)
-
-    def _check_log_dir_exists(self) -> None:
-        """Keep the folder's files (Lightning would delete ``metrics.csv``)."""
-
-
-class CSVLogger(LightningCSVLogger):
-    """``metrics.csv`` in ``save_dir/name/version``, continued rather than replaced.
-
-    Args: as Lightning's :class:`~lightning.pytorch.loggers.CSVLogger`.
-    """
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> _AppendingWriter:
-        """The writer (created on first use)."""
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        assert isinstance(self._experiment, _AppendingWriter)
-        return self._experiment
 
 
 def trackers(loggers: Iterable[Logger]) -> list[Logger]:
