@@ -389,6 +389,13 @@ class DataModuleConfig(_Frozen):
             one line and record the counts in ``metrics.json`` (``data.leakage``).
             Signatures and counts are kept in ``cache_dir``, so only the first run
             on a dataset decodes and searches; ``false`` skips it.
+        exclude_rows: A row list (:mod:`classifier_training.core.row_refs`): a
+            text file naming train rows to leave out of training, one per line
+            (``train/annotations.jsonl:17``, or the image path of a class-folder
+            row, relative to ``data_root``). The image cache still holds every
+            train row, so runs that leave out different rows share it.
+            ``classifier-audit-labels`` trains each fold with one and writes
+            ``flagged_train_rows.txt``, to retrain without the flagged rows.
     """
 
     data_root: Path
@@ -410,6 +417,7 @@ class DataModuleConfig(_Frozen):
     cache_dir: Path | None = None
     group_key: str | None = None
     check_leakage: bool = True
+    exclude_rows: Path | None = None
 
     @field_validator("group_key")
     @classmethod

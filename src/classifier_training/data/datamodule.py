@@ -46,6 +46,7 @@ from classifier_training.data.splits import (
     ClassedSplits,
     SplitRows,
     assign_classes,
+    leave_out_listed,
     read_splits,
     report_group_coverage,
 )
@@ -245,6 +246,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         resize = ResizeToInput(config.image_size, config.resize_mode, config.mean)
         decode: ImageLoader = DecodeAndResize(resize)
         rows = self._cached_rows(found.rows, found.skipped, resize, decode)
+        if config.exclude_rows is not None:
+            rows = leave_out_listed(rows, found, config.exclude_rows, config.data_root)
         classed = assign_classes(rows, self.split_dirs["train"])
         self.excluded = classed.excluded
         self.datasets = self._build_datasets(classed, decode)
