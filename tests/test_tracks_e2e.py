@@ -67,7 +67,8 @@ def test_training_logs_and_selects_by_track_top1(track_run: TrackRun) -> None:
         rows = [r for r in csv.DictReader(handle) if r.get("val/track_top1")]
     # The fit's two epochs, then the post-fit validation of the best checkpoint.
     epochs = [r for r in rows if int(r["epoch"]) < 2]
-    assert len(epochs) == 2 and len(rows) == 3
+    assert len(epochs) == 2
+    assert len(rows) == 3
     checkpoint = torch.load(
         track_run.run / "checkpoints" / "best.ckpt", weights_only=False
     )
