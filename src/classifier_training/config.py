@@ -48,7 +48,9 @@ class SamplerConfig(_Frozen):
             ``manual`` draws each class in proportion to ``class_weights``.
         class_weights: Relative draw probability per class name (``manual`` mode).
             Classes not listed get 1.0; a name that is not a train class is an error.
-        num_samples: Draws per epoch for the weighted modes (default: train rows).
+        num_samples: Draws per epoch for the weighted modes (default: train rows),
+            shared among the processes and rounded down to whole batches
+            (:func:`~classifier_training.data.sampler.draws_per_rank`).
     """
 
     mode: Literal["disabled", "auto", "manual"] = "auto"

@@ -67,7 +67,7 @@ class TrainingData(Protocol):
 
     @property
     def excluded(self) -> Mapping[str, ExcludedRows]:
-        """Rows of valid/test left out because train lacks their label."""
+        """Rows of val/test left out because train lacks their label."""
         ...
 
     def split_samples(self, split: str) -> Sequence[Sample]:
