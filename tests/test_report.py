@@ -24,7 +24,7 @@ from classifier_training.report import (
 )
 from classifier_training.report.cli import main as report_main
 from classifier_training.report.sections import per_class_table
-from tests.inference_support import TrainedRun
+from tests.inference_support import TrainedRun, calibrated_copy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -128,7 +128,10 @@ def test_calibration_is_recorded_everywhere(trained_run: TrainedRun) -> None:
     assert (trained_run.run_dir / "reliability_diagram.png").is_file()
 
 
-def test_both_classifiers_apply_the_temperature(trained_run: TrainedRun) -> None:
+def test_both_classifiers_apply_the_temperature(
+    trained_run: TrainedRun, tmp_path: Path
+) -> None:
+    trained_run = calibrated_copy(trained_run, tmp_path / "run", 2.5)
     images = sorted((trained_run.data_root / "test").rglob("*.png"))[:6]
     onnx = ONNXClassifier(trained_run.onnx)
     ckpt = CheckpointClassifier(trained_run.checkpoint)
@@ -212,7 +215,7 @@ def test_a_folder_without_results_is_one_line_error(
     err = capsys.readouterr().err
     assert err.startswith(f"error: {tmp_path}: neither metrics.json")
     assert err.count("\n") == 1
-    with pytest.raises(ReportError, match=r"no readable metrics\.json"):
+    with pytest.raises(ReportError, match=r"neither metrics\.json nor \.hydra"):
         build_run_report(tmp_path)
 
 

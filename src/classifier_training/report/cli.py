@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from classifier_training.core.errors import UsageError, run_command
-from classifier_training.core.run_files import METRICS_FILE, SUMMARY_FILE
+from classifier_training.core.run_files import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
 from classifier_training.report.compare import build_compare_report
 from classifier_training.report.evaluation import build_evaluation_report
 from classifier_training.report.run import ReportError, build_run_report, read_json
@@ -39,13 +39,13 @@ def build_report(folder: Path) -> Path:
     """
     if not folder.is_dir():
         raise ReportError(f"{folder}: folder not found")
-    if (folder / METRICS_FILE).is_file():
-        return build_run_report(folder)
+    if (folder / METRICS_FILE).is_file() or (folder / CONFIG_FILE).is_file():
+        return build_run_report(folder)  # a run that stopped early too
     summary = read_json(folder / SUMMARY_FILE)
     if summary:
         return build_evaluation_report(folder, summary)
     raise ReportError(
-        f"{folder}: neither metrics.json (a training run), summary.json "
+        f"{folder}: neither metrics.json or .hydra/ (a training run), summary.json "
         "(a classifier-evaluate folder) nor job folders (a sweep) found"
     )
 

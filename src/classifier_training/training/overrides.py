@@ -239,7 +239,8 @@ def _check(parsed: list[Override], config_name: str) -> None:
         cfg = compose(config_name, overrides=choices)
     except HydraException:
         return  # a bad group choice or recipe: Hydra's message says which
-    tree = OmegaConf.to_container(cfg, resolve=False)
-    assert isinstance(tree, dict)
+    container = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(container, dict)
+    tree = {str(key): value for key, value in container.items()}
     for override in values:
         check_override(override, tree)

@@ -120,7 +120,7 @@ def publish_results(
 
 def print_summary(metrics: Mapping[str, Any], output_dir: Path) -> None:
     """Print the final numbers as a Rich table."""
-    table = Table(title=f"Results ({output_dir})")
+    table = Table(title="Results of the best checkpoint")
     table.add_column("split")
     for column in ("acc_top1", "acc_top5", "loss"):
         table.add_column(column, justify="right")
@@ -135,6 +135,9 @@ def print_summary(metrics: Mapping[str, Any], output_dir: Path) -> None:
                 ),
             )
     Console().print(table)
+    degenerate = (metrics.get("calibration") or {}).get("degenerate")
+    if degenerate:
+        print(f"warning: calibration is degenerate: {degenerate}; temperature 1.0")
     if "test" in metrics:
         print(f"test top-1: {100 * metrics['test']['acc_top1']:.2f}%")
     print(f"run folder: {output_dir}")

@@ -32,11 +32,14 @@ def point_latest_at(run_dir: Path, link: str | Path | None) -> None:
     Args:
         run_dir: The run folder that just started.
         link: The link (``paths.latest``, e.g. ``outputs/latest``); ``None``
-            leaves it out, as do sweeps.
+            leaves it out, as do sweeps and runs outside the link's folder
+            (``hydra.run.dir`` elsewhere).
     """
     if link is None or not _single_run():
         return
     link = Path(link)
+    if not run_dir.resolve().is_relative_to(link.parent.resolve()):
+        return
     if link.exists() and not link.is_symlink():
         logger.info(f"{link} is not a link; left as it is")
         return
