@@ -32,6 +32,13 @@ class SlimModelCheckpoint(ModelCheckpoint):
         self.slim = slim
         self._writing = False
 
+    @property
+    def state_key(self) -> str:
+        """``ModelCheckpoint``'s key, so a ``last.ckpt`` written before the slim
+        callback (and after) resumes its best-score tracking."""
+        key = super().state_key
+        return key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         # Lightning calls every callback's on_save_checkpoint while building
         # the file's contents: this flag tells ours the file is this one's.
