@@ -126,6 +126,7 @@ def test_a_misspelt_key_names_the_right_one_and_exits_2(
         (["+max_epochs=3"], "trainer.max_epochs"),
         (["model=resnet50", "model.lr=0.1"], "optimizer.lr"),
         (["+optimizer.momentun=0.9", "optimizer=sgd"], "optimizer.momentum"),
+        (["model=resnet5"], "model=resnet50"),
     ],
 )
 def test_unknown_keys_of_every_group_are_refused(

@@ -182,6 +182,22 @@ def check_override(override: Override, tree: dict[str, Any]) -> None:
     )
 
 
+def check_group_choice(group: str, chosen: Sequence[str], options: list[str]) -> None:
+    """Refuse a group option that does not exist (``model=resnet5``).
+
+    Raises:
+        ConfigError: Naming the closest option and listing them all.
+    """
+    for value in chosen:
+        if value in options or value.startswith("["):  # a list: Hydra checks it
+            continue
+        close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
+        guess = f"did you mean {group}={close[0]}? " if close else ""
+        raise ConfigError(
+            f"{group}={value}: no such option; {guess}(options: {', '.join(options)})"
+        )
+
+
 def check_command_line(argv: Sequence[str], default_recipe: str) -> None:
     """Check every override key of a ``classifier-train`` command line.
 
@@ -233,6 +249,11 @@ def _check(parsed: list[Override], config_name: str) -> None:
             next(override.sweep_string_iterator())
             if override.is_sweep_override()
             else override.get_value_element_as_str()
+        )
+        check_group_choice(
+            override.key_or_group,
+            [value] if not override.is_sweep_override() else [],
+            loader.get_group_options(override.key_or_group),
         )
         choices.append(f"{prefix}{override.key_or_group}={value}")
     try:
