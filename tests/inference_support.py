@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -60,6 +61,26 @@ def build_trained_run(base: Path) -> TrainedRun:
     assert onnx.is_file(), "the onnx_export callback did not write model.onnx"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return TrainedRun(data_root, run_dir, checkpoint, onnx, metrics)
+
+
+def calibrated_copy(run: TrainedRun, folder: Path, temperature: float) -> TrainedRun:
+    """The run's checkpoint, model and mapping copied with a chosen temperature.
+
+    The tiny run is at chance, so its calibration is degenerate and stores 1.0;
+    tests of how a temperature is applied use this copy instead.
+    """
+    from classifier_training.training.postfit import store_temperature_in_checkpoint
+
+    (folder / "checkpoints").mkdir(parents=True)
+    checkpoint = folder / "checkpoints" / "best.ckpt"
+    shutil.copy(run.checkpoint, checkpoint)
+    store_temperature_in_checkpoint(checkpoint, temperature)
+    onnx = folder / "model.onnx"
+    shutil.copy(run.onnx, onnx)
+    mapping = json.loads((run.run_dir / "labels_mapping.json").read_text())
+    mapping["temperature"] = temperature
+    (folder / "labels_mapping.json").write_text(json.dumps(mapping))
+    return TrainedRun(run.data_root, folder, checkpoint, onnx, run.metrics)
 
 
 class ChannelArgmax(nn.Module):

@@ -181,8 +181,8 @@ def test_run_folder_matches_the_seed_layout(run: Run) -> None:
         "training_history/accuracy.png",
         "training_history/learning_rate.png",
         "metrics.csv",
-        "eval/confusion_matrix_val.png",
-        "eval/confusion_matrix_test.png",
+        "eval/val/confusion_matrix.png",
+        "eval/test/confusion_matrix.png",
         "augmentation_preview.png",
     ]
     for epoch in (0, 1):
@@ -276,7 +276,7 @@ def load_best(run: Run) -> L.LightningModule:
 
 
 def test_eval_confusion_matrices_match_the_final_evaluation(run: Run) -> None:
-    test = json.loads((run.out / "eval/confusion_matrix_test.json").read_text())
+    test = json.loads((run.out / "eval/test/confusion_matrix.json").read_text())
     # Counted here from best.ckpt's own predictions on the test images.
     dataset = run.datamodule.datasets["test"]
     items = [dataset[i] for i in range(len(dataset))]

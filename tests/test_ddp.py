@@ -333,7 +333,7 @@ def test_two_processes_write_one_run_once_with_single_process_metrics(
         "checkpoints/best.ckpt",
         "checkpoints/last.ckpt",
         "sampler_distribution.json",
-        "eval/confusion_matrix_test.png",
+        "eval/test/confusion_matrix.png",
         "epoch_001/sample_predictions.png",
         "training_history/loss.png",
         "model_info.json",
@@ -342,7 +342,7 @@ def test_two_processes_write_one_run_once_with_single_process_metrics(
     ):
         assert files.count(name) == 1, name
     for split in ("val", "test"):  # the confusion matrices count all ranks' rows
-        matrix = json.loads((run / f"eval/confusion_matrix_{split}.json").read_text())
+        matrix = json.loads((run / f"eval/{split}/confusion_matrix.json").read_text())
         assert sum(map(sum, matrix["matrix"])) == 9
     assert not [f for f in files if ".tmp" in f]  # no half-written file left
     metrics = json.loads((run / "metrics.json").read_text())

@@ -104,7 +104,7 @@ def test_checkpoint_model_and_default_out(
         ]
     )  # fmt: skip
     assert code == 0
-    summary_file = trained_run.run_dir / "evaluation_val" / "summary.json"
+    summary_file = trained_run.run_dir / "eval" / "val" / "summary.json"
     summary = json.loads(summary_file.read_text())
     assert summary["num_rows"] == 12
     val_metrics = trained_run.metrics["val"]

@@ -20,6 +20,7 @@ from tests.inference_support import (
     IMAGE_SIZE,
     REPO,
     TrainedRun,
+    calibrated_copy,
     run_main_without_heavy_imports,
     write_color_image,
 )
@@ -127,9 +128,8 @@ def onnx_probabilities(
     return np.asarray(exp / exp.sum())
 
 
-def test_checkpoint_as_subprocess(
-    trained_run: TrainedRun,
-) -> None:
+def test_checkpoint_as_subprocess(trained_run: TrainedRun, tmp_path: Path) -> None:
+    trained_run = calibrated_copy(trained_run, tmp_path / "run", 2.5)
     image = sorted((trained_run.data_root / "test" / "images").glob("*.png"))[0]
     result = subprocess.run(
         [
@@ -146,7 +146,7 @@ def test_checkpoint_as_subprocess(
     # the temperature a deployment reads from labels_mapping.json.
     mapping = json.loads((trained_run.run_dir / "labels_mapping.json").read_text())
     temperature = mapping["temperature"]
-    assert temperature != 1.0  # fitted after training
+    assert temperature == 2.5  # the one the checkpoint carries too
     probs = onnx_probabilities(trained_run.onnx, image, IMAGE_SIZE, temperature)
     names = ["", "23", "7"]  # class_to_idx of the run: sorted label strings
     order = np.argsort(-probs)

@@ -24,7 +24,7 @@ from classifier_training.report import (
 )
 from classifier_training.report.cli import main as report_main
 from classifier_training.report.sections import per_class_table
-from tests.inference_support import TrainedRun
+from tests.inference_support import TrainedRun, calibrated_copy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -128,7 +128,10 @@ def test_calibration_is_recorded_everywhere(trained_run: TrainedRun) -> None:
     assert (trained_run.run_dir / "reliability_diagram.png").is_file()
 
 
-def test_both_classifiers_apply_the_temperature(trained_run: TrainedRun) -> None:
+def test_both_classifiers_apply_the_temperature(
+    trained_run: TrainedRun, tmp_path: Path
+) -> None:
+    trained_run = calibrated_copy(trained_run, tmp_path / "run", 2.5)
     images = sorted((trained_run.data_root / "test").rglob("*.png"))[:6]
     onnx = ONNXClassifier(trained_run.onnx)
     ckpt = CheckpointClassifier(trained_run.checkpoint)
@@ -212,7 +215,7 @@ def test_a_folder_without_results_is_one_line_error(
     err = capsys.readouterr().err
     assert err.startswith(f"error: {tmp_path}: neither metrics.json")
     assert err.count("\n") == 1
-    with pytest.raises(ReportError, match=r"no readable metrics\.json"):
+    with pytest.raises(ReportError, match=r"neither metrics\.json nor \.hydra"):
         build_run_report(tmp_path)
 
 
@@ -222,8 +225,8 @@ def test_per_class_table_is_sorted_by_f1_and_sortable() -> None:
         for name, f1 in (("a", 0.9), ("b", 0.1), ("c", 0.5), ("<empty>", 0.5))
     }
     markup = per_class_table(scores)
-    cells = (">b</td>", ">&lt;empty&gt;</td>", ">c</td>", ">a</td>")  # escaped
+    cells = (">b</td>", ">(none)</td>", ">c</td>", ">a</td>")
     order = [markup.index(cell) for cell in cells]
-    assert order == sorted(order)  # worst F1 first, ties by name
+    assert order == sorted(order)  # worst F1 first, ties in natural order
     assert '<table class="sortable">' in markup
     assert 'data-value="0.1"' in markup  # sorts by the number, not the text

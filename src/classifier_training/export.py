@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
@@ -37,12 +38,19 @@ from torch import nn
 from classifier_training.checkpoints import load_checkpoint
 from classifier_training.core.contract import (
     DeploymentContract,
+    run_folder,
     write_labels_mapping,
 )
 from classifier_training.core.errors import ClassifierError, UsageError, run_command
 from classifier_training.core.io import atomic_path
 from classifier_training.core.preprocessing import Preprocessor
-from classifier_training.core.run_files import LABELS_MAPPING_FILE
+from classifier_training.core.run_files import (
+    BEST_CHECKPOINT,
+    EXPORT_SUMMARY_FILE,
+    LABELS_MAPPING_FILE,
+    MODEL_ONNX,
+    checkpoint_file,
+)
 from classifier_training.inference.runtime import open_session
 from classifier_training.quantization.cli import (
     add_precision_arguments,
@@ -367,7 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help="ONNX file to write from a checkpoint (default model.onnx)",
+        help="ONNX file to write from a checkpoint (default: model.onnx of the "
+        "checkpoint's run folder, RUN for RUN/checkpoints/x.ckpt)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the run folder's model.onnx even when it was exported from "
+        "another checkpoint",
     )
     parser.add_argument(
         "--images",
@@ -399,10 +414,46 @@ def _check_arguments(args: argparse.Namespace) -> list[str]:
     return precisions
 
 
+def default_model_path(checkpoint: Path, force: bool = False) -> Path:
+    """Where a checkpoint exports to without ``--out``: its run folder's
+    ``model.onnx`` (``RUN`` for ``RUN/checkpoints/x.ckpt``, else its folder).
+
+    Args:
+        checkpoint: The ``.ckpt`` file.
+        force: Replace a ``model.onnx`` exported from another checkpoint.
+
+    Raises:
+        UsageError: If the folder's ``model.onnx`` came from another checkpoint
+            (the run's own is ``best.ckpt``'s) and ``force`` is off.
+    """
+    run = run_folder(checkpoint)
+    target = run / MODEL_ONNX
+    if not target.exists() or force:
+        return target
+    best = (run / checkpoint_file(BEST_CHECKPOINT)).resolve()
+    try:
+        summary = json.loads((run / EXPORT_SUMMARY_FILE).read_text(encoding="utf-8"))
+        recorded = summary["fp32"]["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    sources = {best} | ({Path(recorded).resolve()} if recorded else set())
+    if checkpoint.resolve() not in sources:
+        origin = Path(recorded).name if recorded else BEST_CHECKPOINT
+        raise UsageError(
+            f"{target} holds another model (exported from {origin}); --force "
+            "replaces it, --out FILE writes elsewhere"
+        )
+    return target
+
+
 def _export(args: argparse.Namespace) -> int:
     precisions = _check_arguments(args)
     from_onnx = args.source.suffix.lower() == ".onnx"
-    model_path = args.source if from_onnx else (args.out or Path("model.onnx"))
+    model_path = (
+        args.source
+        if from_onnx
+        else args.out or default_model_path(args.source, args.force)
+    )
     if from_onnx:
         fp32_reference(model_path, args.provider)  # its contract, at start-up
     options = precision_options(args)

@@ -20,8 +20,7 @@ from classifier_training.core.io import atomic_write_json
 from classifier_training.core.run_files import (
     CONFUSION_JSON,
     CONFUSION_PNG,
-    EVAL_DIR,
-    per_split,
+    eval_dir,
 )
 from classifier_training.plots import plot_confusion_matrix, save_figure, top_confusions
 from classifier_training.utils.loggers import log_image
@@ -35,7 +34,7 @@ class ConfusionMatrixCallback(Callback):
     ``epoch_XXX/confusion_matrix.png`` (counts and row-normalised, real class
     names) and ``epoch_XXX/confusion_matrix.json`` (matrix and top confusions).
     Outside fit (``trainer.validate``/``trainer.test`` on the best checkpoint) the
-    files go to ``eval/confusion_matrix_{val,test}.*``. The PNG is also sent to
+    files go to ``eval/{val,test}/confusion_matrix.*``. The PNG is also sent to
     the TensorBoard and W&B loggers when active.
 
     Args:
@@ -77,15 +76,8 @@ class ConfusionMatrixCallback(Callback):
     def _write_eval(
         self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str
     ) -> None:
-        folder = self.output_dir / EVAL_DIR
-        self._write(
-            trainer,
-            pl_module,
-            stage,
-            folder,
-            per_split(CONFUSION_PNG, stage),
-            per_split(CONFUSION_JSON, stage),
-        )
+        folder = self.output_dir / eval_dir(stage)
+        self._write(trainer, pl_module, stage, folder, CONFUSION_PNG, CONFUSION_JSON)
 
     def _write(
         self,

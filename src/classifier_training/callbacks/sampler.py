@@ -19,7 +19,7 @@ from classifier_training.callbacks._common import (
     should_write,
 )
 from classifier_training.core.io import atomic_write_json
-from classifier_training.core.readers import display_name
+from classifier_training.core.readers import display_name, natural_order, shown_name
 from classifier_training.core.run_files import SAMPLER_JSON, SAMPLER_PNG
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.plots import save_figure
@@ -180,16 +180,23 @@ class SamplerDistributionCallback(Callback):
             [np.asarray(r["drawn"], dtype=np.float64) for r in self.epochs], 0
         )
         k = len(names)
-        width = float(np.clip(0.11 * k + 2.5, 6.0, 30.0))
+        order = natural_order(names)  # drawn as people read the names
+        width = float(np.clip(0.11 * k + 2.5, 6.0, 120.0))  # the page scrolls
         figure = Figure(figsize=(width, 3.8))
         ax = figure.add_subplot()
         x = np.arange(k)
-        ax.bar(x - 0.2, last / max(last.sum(), 1), 0.4, label="drawn, last epoch")
-        ax.bar(x + 0.2, total / max(total.sum(), 1), 0.4, label="drawn, all epochs")
+        last = last[order] / max(last.sum(), 1)
+        total = total[order] / max(total.sum(), 1)
+        ax.bar(x - 0.2, last, 0.4, label="drawn, last epoch")
+        ax.bar(x + 0.2, total, 0.4, label="drawn, all epochs")
         ax.hlines(
-            shares, x - 0.45, x + 0.45, color="black", linewidth=1.2, label="expected"
-        )
-        ax.set_xticks(x, names, rotation=90, fontsize=8 if k <= 40 else 6)
+            shares[order], x - 0.45, x + 0.45, color="black", linewidth=1.2,
+            label="expected",
+        )  # fmt: skip
+        ax.set_xticks(
+            x, [shown_name(names[i]) for i in order], rotation=90,
+            fontsize=8 if k <= 40 else 6,
+        )  # fmt: skip
         ax.set_xlim(-0.6, k - 0.4)
         ax.set_ylabel("share of draws")
         record = self.epochs[-1]

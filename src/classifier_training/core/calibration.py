@@ -106,6 +106,44 @@ def fit_temperature(
     return float(1 / math.exp((lo + hi) / 2))
 
 
+def degenerate_calibration(
+    logits: npt.NDArray[Any], targets: npt.NDArray[Any], temperature: float
+) -> str | None:
+    """Why a fitted temperature should not be trusted, if it should not.
+
+    A temperature on a bound of :data:`TEMPERATURE_RANGE` is where the search
+    stopped, not a minimum; a model whose top-1 is no better than always
+    answering the most frequent class (within two standard errors) has nothing
+    to calibrate: the fit then flattens every confidence towards ``1 / C``.
+
+    Args:
+        logits: ``N x C`` raw logits the temperature was fitted on.
+        targets: ``N`` true class indices.
+        temperature: The fitted temperature.
+
+    Returns:
+        The reason in words, or ``None`` when the calibration is usable.
+    """
+    low, high = TEMPERATURE_RANGE
+    if temperature >= high * (1 - 1e-6) or temperature <= low * (1 + 1e-6):
+        return (
+            f"the fitted temperature {temperature:.4g} is a bound of its range "
+            f"({low:g} to {high:g})"
+        )
+    y = np.asarray(targets, dtype=np.int64)
+    if len(y) == 0:
+        return None
+    accuracy = float(np.mean(np.argmax(logits, axis=1) == y))
+    chance = float(np.bincount(y).max() / len(y))
+    margin = 2 * math.sqrt(chance * (1 - chance) / len(y))
+    if accuracy <= chance + margin:
+        return (
+            f"the model is at chance on validation (top-1 {100 * accuracy:.1f}% "
+            f"vs {100 * chance:.1f}% for always the most frequent class)"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class Reliability:
     """Equal-width confidence bins: what the model said against what happened.

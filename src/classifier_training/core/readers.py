@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -114,6 +115,32 @@ def too_few_classes(class_names: Iterable[str]) -> str | None:
 def display_name(label: str) -> str:
     """Human-readable class name (the empty label is shown as ``<empty>``)."""
     return label if label else EMPTY_LABEL_NAME
+
+
+#: How the empty label reads on pages and charts (a person reads "(none)").
+EMPTY_LABEL_TEXT = "(none)"
+
+
+def shown_name(name: str) -> str:
+    """A class name as pages and charts show it (``(none)`` for the empty label)."""
+    return EMPTY_LABEL_TEXT if name in ("", EMPTY_LABEL_NAME) else name
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key of a class name: digit runs by value (``2`` before ``10``), the
+    empty label first."""
+    if name in ("", EMPTY_LABEL_NAME, EMPTY_LABEL_TEXT):
+        return ()
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in re.split(r"(\d+)", name)
+        if part
+    )
+
+
+def natural_order(names: Sequence[str]) -> list[int]:
+    """Class indices in the order people read the names (indices unchanged)."""
+    return sorted(range(len(names)), key=lambda i: (natural_key(names[i]), i))
 
 
 def canonical_split(name: str) -> str:

@@ -15,11 +15,16 @@ reads everything else. Writers and readers import the names from here::
     ├── dataset_stats.{json,png}, model_info.json, augmentation_preview.png,
     │   sampler_distribution.{json,png}, reliability_diagram.png
     ├── epoch_XXX/confusion_matrix.{png,json}, sample_predictions.png
-    ├── eval/confusion_matrix_<split>.png, mistakes_<split>.png
+    ├── eval/<split>/confusion_matrix.{png,json}, mistakes.png
+    │                                    the best checkpoint on val and test;
+    │                                    ``classifier-evaluate`` adds summary.json
+    │                                    and report.html there
     └── training_history/<metric>.png
 
-An evaluation folder (``classifier-evaluate``) holds ``summary.json``,
-``confusion_matrix.png``, ``mistakes.png`` and ``report.html``.
+An evaluation folder (``classifier-evaluate``, by default ``RUN/eval/<split>``)
+holds ``summary.json``, ``confusion_matrix.png``, ``mistakes.png`` and
+``report.html``. Runs before this layout wrote ``eval/<name>_<split>.<ext>``
+and ``evaluation_<split>/``; :func:`eval_file_names` lists those too, for readers.
 
 A label-audit folder (``classifier-audit-labels --out``)::
 
@@ -154,9 +159,25 @@ def per_split(name: str, split: str) -> str:
     return f"{path.stem}_{split}{path.suffix}"
 
 
+def eval_dir(split: str) -> str:
+    """The evaluation folder of one split (``eval/test``): training's evaluation
+    of the best checkpoint and ``classifier-evaluate``'s default alike."""
+    return f"{EVAL_DIR}/{split}"
+
+
 def eval_file(name: str, split: str) -> str:
-    """A file of the end-of-training evaluation (``eval/mistakes_test.png``)."""
-    return f"{EVAL_DIR}/{per_split(name, split)}"
+    """A file of a split's evaluation (``eval/test/mistakes.png``)."""
+    return f"{eval_dir(split)}/{name}"
+
+
+def eval_file_names(name: str, split: str) -> tuple[str, ...]:
+    """Where runs have kept an evaluation file, newest layout first (readers try
+    each: ``eval/test/x.png``, ``eval/x_test.png``, ``evaluation_test/x.png``)."""
+    return (
+        eval_file(name, split),
+        f"{EVAL_DIR}/{per_split(name, split)}",
+        f"evaluation_{split}/{name}",
+    )
 
 
 def checkpoint_file(name: str) -> str:

@@ -53,6 +53,7 @@ from classifier_training.core.run_files import (
     MISTAKES_FILE,
     SUMMARY_FILE,
     WORST_TRACKS_FILE,
+    eval_dir,
 )
 from classifier_training.core.tracks import (
     AGGREGATION_RULES,
@@ -195,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default: "
-        "<run folder>/evaluation_<split>: the model's folder, or the run folder "
-        "for RUN/checkpoints/x.ckpt)",
+        "<run folder>/eval/<split>, as training's own evaluation: the model's "
+        "folder, or the run folder for RUN/checkpoints/x.ckpt)",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--labels-mapping", type=Path, default=None)
@@ -272,7 +273,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     if evaluation.excluded.count:
         print(f"warning: {evaluation.excluded.summary(args.split)}", file=sys.stderr)
-    out_dir = args.out or run_folder(args.model) / f"evaluation_{args.split}"
+    out_dir = args.out or run_folder(args.model) / eval_dir(args.split)
     context = {
         "model": str(args.model),
         "data_root": str(args.data_root),

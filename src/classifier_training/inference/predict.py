@@ -329,13 +329,24 @@ def _predict(args: argparse.Namespace) -> int:
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     failed = len(errors)
+    highest = None
     for item in predict_files(classifier, files, args.top_k, args.batch_size):
         if isinstance(item, str):
             print(f"error: {item}", file=sys.stderr)
             failed += 1
         else:
             print(format_prediction(item, args))
+            highest = max(item.confidence, highest or 0.0)
     sys.stdout.flush()
+    if highest is not None and highest < args.min_confidence:
+        print(
+            f"warning: --min-confidence {args.min_confidence:g} is above every "
+            f"confidence the model gave (highest {highest:.4f}), so every answer is "
+            f"{args.unsure_label!r}; is its calibration degenerate? (temperature "
+            f"{classifier.contract.temperature:g} in its contract; see the run's "
+            "metrics.json, calibration)",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 

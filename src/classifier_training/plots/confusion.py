@@ -12,6 +12,8 @@ from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap, LogNorm, Normalize
 from matplotlib.figure import Figure
 
+from classifier_training.core.readers import natural_order, shown_name
+
 # "Blues" without its near-white end: a single mistake must stay visible.
 COUNTS_CMAP = ListedColormap(colormaps["Blues"](np.linspace(0.3, 1.0, 256)))
 
@@ -26,7 +28,8 @@ def top_confusions(
 
     Args:
         matrix: ``K x K`` counts, rows = true class.
-        names: Display names in class-index order.
+        names: Display names in class-index order (drawn in natural order:
+            numbers by value, the empty label first as ``(none)``).
         limit: At most this many pairs.
 
     Returns:
@@ -116,12 +119,16 @@ def plot_confusion_matrix(
 
     Args:
         matrix: ``K x K`` counts, rows = true class, columns = predicted class.
-        names: Display names in class-index order.
+        names: Display names in class-index order (drawn in natural order:
+            numbers by value, the empty label first as ``(none)``).
         title: Figure title (e.g. the epoch and accuracy).
 
     Returns:
         The figure (not saved).
     """
+    order = natural_order(names)  # rows and columns as people read the names
+    names = [shown_name(names[i]) for i in order]
+    matrix = np.asarray(matrix)[np.ix_(order, order)]
     k = len(names)
     cell, font, annotate = _layout(k)
     counts = matrix.astype(np.float64)

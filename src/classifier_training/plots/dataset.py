@@ -10,6 +10,12 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
+from classifier_training.core.readers import natural_order, shown_name
+
+#: Classes per row of the class-balance chart: 1,000 classes make ten rows, each
+#: as wide as 100 classes need to stay readable.
+CLASSES_PER_ROW = 100
+
 
 def plot_class_counts(stats: Mapping[str, Any]) -> Figure:
     """Bar chart of rows per class, one bar group per split (wider with more classes).
@@ -23,27 +29,44 @@ def plot_class_counts(stats: Mapping[str, Any]) -> Figure:
     names: list[str] = stats["class_names"]
     splits = list(stats["splits"])
     k = len(names)
-    width = float(np.clip(0.16 * k * max(len(splits), 1) / 2 + 2.5, 6.0, 40.0))
-    font = 8.0 if k <= 40 else 6.0
-    figure = Figure(figsize=(width, 4.2))
-    ax = figure.add_subplot()
+    order = natural_order(names)
+    rows = [order[i : i + CLASSES_PER_ROW] for i in range(0, k, CLASSES_PER_ROW)]
+    per_row = len(rows[0]) if rows else 0
+    width = float(np.clip(0.16 * per_row * max(len(splits), 1) / 2 + 2.5, 6.0, 40.0))
+    font = 8.0 if per_row <= 40 else 6.0
+    figure = Figure(figsize=(width, 4.2 * max(len(rows), 1)))
     bar = 0.8 / max(len(splits), 1)
-    positions = np.arange(k)
-    for i, split in enumerate(splits):
-        counts = [stats["splits"][split]["class_counts"][n] for n in names]
-        ax.bar(positions + (i - (len(splits) - 1) / 2) * bar, counts, bar, label=split)
-    ax.set_xticks(positions, names, rotation=90, fontsize=font)
-    ax.set_xlim(-0.6, k - 0.4)
-    ax.set_ylabel("rows")
     ratio = stats.get("imbalance_ratio")
-    ax.set_title(
-        f"rows per class ({k} classes"
-        + (f", train imbalance {ratio:.1f}x" if ratio else "")
-        + ")"
+    for row, indices in enumerate(rows):
+        ax = figure.add_subplot(len(rows), 1, row + 1)
+        positions = np.arange(len(indices))
+        for i, split in enumerate(splits):
+            class_counts = stats["splits"][split]["class_counts"]
+            counts = [class_counts[names[c]] for c in indices]
+            offset = (i - (len(splits) - 1) / 2) * bar
+            ax.bar(positions + offset, counts, bar, label=split)
+        ax.set_xticks(
+            positions, [shown_name(names[c]) for c in indices], rotation=90,
+            fontsize=font,
+        )  # fmt: skip
+        ax.set_xlim(-0.6, per_row - 0.4)
+        ax.set_ylabel("rows")
+        ax.grid(axis="y", alpha=0.3)
+        if row == 0:
+            ax.set_title(
+                f"rows per class ({k} classes"
+                + (f", train imbalance {ratio:.1f}x" if ratio else "")
+                + ")"
+            )
+            ax.legend(fontsize=8)
+    height = 4.2 * max(len(rows), 1)
+    figure.subplots_adjust(
+        left=0.5 / width + 0.03,
+        right=0.99,
+        top=1 - 0.42 / height,
+        bottom=1.05 / height,
+        hspace=0.5,
     )
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    figure.subplots_adjust(left=0.5 / width + 0.03, right=0.99, top=0.9, bottom=0.25)
     return figure
 
 

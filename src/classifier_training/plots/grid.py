@@ -35,6 +35,12 @@ class GridTile:
     confidence: float
 
 
+def confidence_text(confidence: float) -> str:
+    """A confidence beside a class name: ``(2 %)``, so that ``27 (2 %)`` never
+    reads as 27.2 %."""
+    return f"({100 * confidence:.0f} %)"
+
+
 def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
     """Cut ``text`` with an ellipsis so that it fits ``width`` pixels."""
     if draw.textlength(text, font=font) <= width:
@@ -98,7 +104,7 @@ def render_grid(
             text_y = y0 + tile + 2 * frame + 1
             width = tile + 2 * frame
             true_text = _fit(draw, f"true: {class_names[p.label]}", font, width)
-            confidence = f" {p.confidence:.0%}"
+            confidence = f" {confidence_text(p.confidence)}"
             room = width - int(draw.textlength(confidence, font=font))
             pred_text = _fit(draw, f"pred: {class_names[p.pred]}", font, room)
             pred_text += confidence

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from classifier_training.core.errors import UsageError, run_command
 from classifier_training.core.run_files import (
+    CONFIG_FILE,
     LABEL_ISSUES_FILE,
     METRICS_FILE,
     SUMMARY_FILE,
@@ -45,15 +46,15 @@ def build_report(folder: Path) -> Path:
     """
     if not folder.is_dir():
         raise ReportError(f"{folder}: folder not found")
-    if (folder / METRICS_FILE).is_file():
-        return build_run_report(folder)
+    if (folder / METRICS_FILE).is_file() or (folder / CONFIG_FILE).is_file():
+        return build_run_report(folder)  # a run that stopped early too
     if (folder / LABEL_ISSUES_FILE).is_file():
         return build_label_issues_report(folder)
     summary = read_json(folder / SUMMARY_FILE)
     if summary:
         return build_evaluation_report(folder, summary)
     raise ReportError(
-        f"{folder}: neither metrics.json (a training run), summary.json "
+        f"{folder}: neither metrics.json or .hydra/ (a training run), summary.json "
         "(a classifier-evaluate folder), label_issues.jsonl (a label audit) nor "
         "job folders (a sweep) found"
     )

@@ -233,7 +233,9 @@ def _per_class_section(c: Comparison) -> str:
 def _confusion_pairs(
     record: RunRecord, split: str, shared: set[str]
 ) -> dict[tuple[str, str], int] | None:
-    data = read_json(record.path / rf.eval_file(rf.CONFUSION_JSON, split))
+    data: dict[str, Any] = {}
+    for name in rf.eval_file_names(rf.CONFUSION_JSON, split):
+        data = data or read_json(record.path / name)
     names, matrix = data.get("class_names"), data.get("matrix")
     if not isinstance(names, list) or not isinstance(matrix, list):
         return None

@@ -37,6 +37,9 @@ table.sortable th:hover { background: #dde3ec; }
 img { max-width: 100%; border: 1px solid #e3e6eb; margin: 4px 8px 8px 0; }
 .row { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 8px; }
 .row figure { margin: 0; flex: 1 1 380px; max-width: 640px; }
+.row figure.wide, figure.wide { flex: 1 1 100%; max-width: 100%; margin: 0; }
+.scroll-x { overflow-x: auto; max-width: 100%; }
+.scroll-x img { max-width: none; }
 figcaption { font-size: 12px; color: #5b6475; }
 pre { background: #f0f2f5; padding: 10px; font-size: 12px; overflow-x: auto;
   white-space: pre-wrap; word-break: break-all; }
@@ -113,11 +116,33 @@ def image_tag(path: Path, alt: str) -> str:
     return png_tag(path.read_bytes(), alt)
 
 
+#: Images wider than this (pixels) keep their full resolution and scroll
+#: sideways: shrunk to the page, 100 class labels could not be read.
+WIDE_IMAGE_PX = 1200
+
+
+def png_width(data: bytes) -> int:
+    """A PNG's width in pixels, from its header (0 when not a PNG)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return 0
+    return int.from_bytes(data[16:20], "big")
+
+
 def figure(path: Path, caption: str) -> str:
-    """An embedded image with a caption, or a note that the file is absent."""
-    tag = image_tag(path, caption)
-    if not tag:
+    """An embedded image with a caption, or a note that the file is absent.
+
+    An image wider than :data:`WIDE_IMAGE_PX` takes the page's width and
+    scrolls horizontally at full resolution.
+    """
+    if not path.is_file():
         return f'<p class="note">{esc(caption)}: {esc(path.name)} not found.</p>'
+    data = path.read_bytes()
+    tag = png_tag(data, caption)
+    if png_width(data) > WIDE_IMAGE_PX:
+        return (
+            f'<figure class="wide"><div class="scroll-x">{tag}</div>'
+            f"<figcaption>{esc(caption)} (scroll sideways)</figcaption></figure>"
+        )
     return f"<figure>{tag}<figcaption>{esc(caption)}</figcaption></figure>"
 
 

@@ -17,8 +17,10 @@ from typing import Any
 import yaml
 
 from classifier_training.core import run_files as rf
+from classifier_training.core.commands import resume_command
 from classifier_training.core.errors import ClassifierError
 from classifier_training.core.io import atomic_write_text
+from classifier_training.plots.history import read_history_file
 from classifier_training.report.html import (
     esc,
     figure,
@@ -75,6 +77,10 @@ LINKED_FILES = (
 )
 
 
+#: Top-k of a run with this many classes or fewer says nothing: top-5 is left out.
+TOP5_MIN_CLASSES = 5
+
+
 class ReportError(ClassifierError):
     """A folder is not a run (or evaluation) folder a report can be built from."""
 
@@ -100,6 +106,60 @@ def command_line(run_dir: Path) -> str:
     return shlex.join(["classifier-train", "--config-name", config_name, *overrides])
 
 
+def _hydra_record(run_dir: Path) -> dict[str, Any]:
+    """``.hydra/hydra.yaml``'s ``hydra`` mapping (empty when unreadable)."""
+    try:
+        record = yaml.safe_load((run_dir / rf.HYDRA_FILE).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    hydra = record.get("hydra") if isinstance(record, dict) else None
+    return hydra if isinstance(hydra, dict) else {}
+
+
+def stopped_run_banner(run_dir: Path) -> tuple[str, str]:
+    """The title and banner of a run that stopped before ``metrics.json``.
+
+    Args:
+        run_dir: The run folder (it has ``.hydra/config.yaml``).
+
+    Returns:
+        ``(title, banner markup)``: how far it got (epochs of ``metrics.csv``)
+        and the command that resumes it from ``checkpoints/last.ckpt``.
+    """
+    history = read_history_file(run_dir / rf.METRICS_CSV_FILE)
+    done = len(history)
+    try:
+        config = yaml.safe_load((run_dir / rf.CONFIG_FILE).read_text())
+        planned = config["trainer"]["max_epochs"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        planned = None
+    of = f" of {planned}" if planned is not None else ""
+    title = f"Training run stopped at epoch {done}{of}"
+    hydra = _hydra_record(run_dir)
+    overrides = hydra.get("overrides") or {}
+    argv = ["classifier-train", "--config-name", str(hydra.get("job", {}).get(
+        "config_name", "train_jersey_ocr_resnet18"))]  # fmt: skip
+    last = run_dir / rf.checkpoint_file(rf.LAST_CHECKPOINT)
+    command = resume_command(
+        argv,
+        [*(overrides.get("task") or []), *(overrides.get("hydra") or [])],
+        last.resolve() if last.is_file() else None,
+    )
+    val = next((e["val/acc_top1"] for e in reversed(history) if "val/acc_top1" in e),
+               None)  # fmt: skip
+    how = (
+        "Resume it with:" if last.is_file()
+        else "It saved no checkpoint; start it again with:"
+    )  # fmt: skip
+    banner = (
+        f"<p class='bad'><b>This run stopped after {done}{of} epoch(s)</b> "
+        "(interrupted or failed: no metrics.json). The page shows what it wrote"
+        + (f"; last validation top-1 {pct(val)}." if val is not None else ".")
+        + f" {how}</p><pre>{esc(command)}</pre>"
+    )
+    return title, banner
+
+
 def _command_section(run_dir: Path) -> str:
     config = run_dir / rf.CONFIG_FILE
     text = config.read_text(encoding="utf-8") if config.is_file() else "(missing)"
@@ -112,6 +172,8 @@ def _command_section(run_dir: Path) -> str:
 
 def _metrics_section(metrics: dict[str, Any]) -> str:
     calibration = metrics.get("calibration") or {}
+    num_classes = (metrics.get("data") or {}).get("num_classes")
+    with_top5 = not isinstance(num_classes, int) or num_classes > TOP5_MIN_CLASSES
     rows = []
     for split in ("val", "test"):
         if split not in metrics:
@@ -121,13 +183,14 @@ def _metrics_section(metrics: dict[str, Any]) -> str:
             [
                 split,
                 pct(entry.get("acc_top1")),
-                pct(entry.get("acc_top5")),
+                *([pct(entry.get("acc_top5"))] if with_top5 else []),
                 fmt(entry.get("loss")),
                 fmt(cal.get("ece_before")),
                 fmt(cal.get("ece_after")),
             ]
         )
-    header = ["split", "top-1", "top-5", "loss", "ECE T=1", "ECE calibrated"]
+    header = ["split", "top-1", *(["top-5"] if with_top5 else []), "loss"]
+    header += ["ECE T=1", "ECE calibrated"]
     facts = [
         ["epochs completed", fmt(metrics.get("epochs_completed"))],
         ["wall time", f"{fmt(metrics.get('wall_time_s'), 1)} s"],
@@ -237,9 +300,15 @@ def _last_epoch_dir(run_dir: Path) -> Path | None:
     return epochs[-1] if epochs else None
 
 
+def _eval_path(run_dir: Path, name: str, split: str) -> Path:
+    """A split's evaluation file, in this layout or an older one's."""
+    paths = [run_dir / found for found in rf.eval_file_names(name, split)]
+    return next((path for path in paths if path.is_file()), paths[0])
+
+
 def _confusion_section(run_dir: Path) -> str:
     for split in ("test", "val"):
-        path = run_dir / rf.eval_file(rf.CONFUSION_PNG, split)
+        path = _eval_path(run_dir, rf.CONFUSION_PNG, split)
         if path.is_file():
             return figure(path, f"{split} confusion matrix of the best checkpoint")
     last = _last_epoch_dir(run_dir)
@@ -250,7 +319,7 @@ def _confusion_section(run_dir: Path) -> str:
 
 def _mistakes_section(run_dir: Path, metrics: dict[str, Any]) -> str:
     for split in ("test", "val"):
-        path = run_dir / rf.eval_file(rf.MISTAKES_FILE, split)
+        path = _eval_path(run_dir, rf.MISTAKES_FILE, split)
         if path.is_file():
             listed = (metrics.get(split) or {}).get("confident_mistakes") or []
             return figure(
@@ -278,8 +347,18 @@ def _calibration_section(run_dir: Path, metrics: dict[str, Any]) -> str:
         return '<p class="note">this run was not calibrated (no temperature).</p>'
     split = "test" if "test" in calibration else "val"
     coverage = (calibration.get(split) or {}).get("risk_coverage") or []
+    degenerate = calibration.get("degenerate")
+    warning = (
+        f"<p class='bad'><b>Degenerate calibration:</b> {esc(degenerate)}. The "
+        "stored temperature is 1.0 (fitted: "
+        f"{esc(fmt(calibration.get('fitted_temperature'), 3))}); confidences are "
+        "the raw softmax.</p>"
+        if degenerate
+        else ""
+    )
     return (
-        temperature_note(float(calibration["temperature"]))
+        warning
+        + temperature_note(float(calibration["temperature"]))
         + calibration_table(calibration)
         + f"<h3>risk-coverage ({esc(split)}, calibrated confidences)</h3>"
         + risk_coverage_table(coverage)
@@ -376,17 +455,24 @@ def render_run_report(run_dir: Path) -> str:
         The page.
 
     Raises:
-        ReportError: If the folder has no ``metrics.json`` (not a finished run).
+        ReportError: If the folder is no run folder (neither ``metrics.json``
+            nor ``.hydra/config.yaml``); a run that stopped early gets a page
+            of what it wrote, with the command that resumes it.
     """
     metrics = read_json(run_dir / rf.METRICS_FILE)
+    stopped: tuple[str, str] | None = None
     if not metrics:
-        raise ReportError(
-            f"{run_dir}: no readable metrics.json; not a finished training run "
-            "(for a classifier-evaluate folder, pass the folder with summary.json)"
-        )
+        if not (run_dir / rf.CONFIG_FILE).is_file():
+            raise ReportError(
+                f"{run_dir}: neither metrics.json nor .hydra/config.yaml; not a "
+                "training run (for a classifier-evaluate folder, pass the folder "
+                "with summary.json)"
+            )
+        stopped = stopped_run_banner(run_dir)
     sections = [
         ("command", "Command and config", _command_section(run_dir)),
-        ("metrics", "Final metrics", _metrics_section(metrics)),
+        ("metrics", "Final metrics",
+         stopped[1] if stopped else _metrics_section(metrics)),
         ("data", "Data", _data_section(run_dir, metrics)),
         ("per-class", "Per class", _per_class_section(metrics)),
         ("curves", "Training curves", figures(
@@ -404,7 +490,7 @@ def render_run_report(run_dir: Path) -> str:
     test = (metrics.get("test") or metrics.get("val") or {}).get("acc_top1")
     split = "test" if "test" in metrics else "val"
     return page(
-        f"Training run: {split} top-1 {pct(test)}",
+        stopped[0] if stopped else f"Training run: {split} top-1 {pct(test)}",
         f"{run_dir.resolve()} (report built {when})",
         sections,
     )

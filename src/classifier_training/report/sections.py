@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from classifier_training.core.readers import natural_order, shown_name
 from classifier_training.report.html import esc, fmt, pct, table
 
 
@@ -19,20 +20,22 @@ def per_class_table(per_class: Mapping[str, Mapping[str, Any]]) -> str:
     """
     if not per_class:
         return '<p class="note">no per-class scores recorded.</p>'
-    ordered = sorted(per_class.items(), key=lambda item: (item[1]["f1"], item[0]))
+    names = list(per_class)
+    rank = {names[i]: at for at, i in enumerate(natural_order(names))}
+    ordered = sorted(per_class.items(), key=lambda item: (item[1]["f1"], rank[item[0]]))
     rows, values = [], []
     for name, row in ordered:
         rows.append(
             [
-                name,
+                shown_name(name),
                 fmt(row["precision"], 3),
                 fmt(row["recall"], 3),
                 fmt(row["f1"], 3),
                 fmt(int(row["support"])),
             ]
         )
-        values.append(
-            [name, row["precision"], row["recall"], row["f1"], row["support"]]
+        values.append(  # the class column sorts in natural order (2 before 10)
+            [rank[name], row["precision"], row["recall"], row["f1"], row["support"]]
         )
     note = (
         f'<p class="note">{len(rows)} classes, sorted by F1 (worst first); click a '

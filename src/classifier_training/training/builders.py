@@ -30,6 +30,7 @@ from classifier_training.core.errors import ClassifierError
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.models.base import BaseClassificationModel
 from classifier_training.models.factory import default_normalization, network_name
+from classifier_training.training.messages import LogIntervalFromEpoch
 from classifier_training.utils.hydra import register_settings
 
 
@@ -178,7 +179,9 @@ def build_trainer(
 ) -> L.Trainer:
     """Instantiate ``cfg.trainer`` with the run's callbacks and loggers."""
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False
+        cfg.trainer,
+        callbacks=[*callbacks, LogIntervalFromEpoch()],
+        logger=loggers or False,
     )
     return trainer
 

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from classifier_training.checkpoints import read_checkpoint
 from classifier_training.core.calibration import (
     calibration_summary,
+    degenerate_calibration,
     fit_temperature,
     reliability,
     softmax,
@@ -307,6 +308,14 @@ def finalize_run(
     names = list(data.contract.class_names)
     temperature = fit_temperature(*splits["val"])
     result: dict[str, Any] = {"temperature": temperature, "fitted_on": "val"}
+    degenerate = degenerate_calibration(*splits["val"], temperature)
+    if degenerate is not None:
+        logger.warning(
+            f"calibration is degenerate: {degenerate}; the temperature is stored "
+            "as 1.0 (confidences are the raw softmax)"
+        )
+        result.update(fitted_temperature=temperature, degenerate=degenerate)
+        temperature = result["temperature"] = 1.0
     panels = {}
     for split in EVAL_SPLITS:
         if split not in splits or len(splits[split][1]) == 0:

@@ -120,21 +120,23 @@ def publish_results(
 
 def print_summary(metrics: Mapping[str, Any], output_dir: Path) -> None:
     """Print the final numbers as a Rich table."""
-    table = Table(title=f"Results ({output_dir})")
+    table = Table(title="Results of the best checkpoint")
     table.add_column("split")
-    for column in ("acc_top1", "acc_top5", "loss"):
+    # Top-5 of five classes or fewer is always 100 %: left out.
+    num_classes = (metrics.get("data") or {}).get("num_classes") or 0
+    columns = (
+        ("acc_top1", "acc_top5", "loss") if num_classes > 5 else ("acc_top1", "loss")
+    )
+    for column in columns:
         table.add_column(column, justify="right")
     for split in EVAL_SPLITS:
         if split in metrics:
             row = metrics[split]
-            table.add_row(
-                split,
-                *(
-                    f"{row.get(c, float('nan')):.4f}"
-                    for c in ("acc_top1", "acc_top5", "loss")
-                ),
-            )
+            table.add_row(split, *(f"{row.get(c, float('nan')):.4f}" for c in columns))
     Console().print(table)
+    degenerate = (metrics.get("calibration") or {}).get("degenerate")
+    if degenerate:
+        print(f"warning: calibration is degenerate: {degenerate}; temperature 1.0")
     if "test" in metrics:
         print(f"test top-1: {100 * metrics['test']['acc_top1']:.2f}%")
     print(f"run folder: {output_dir}")

@@ -10,7 +10,6 @@ the writing (:func:`continue_metrics_csv`).
 from __future__ import annotations
 
 import csv
-import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,14 +23,25 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from loguru import logger
 
 from classifier_training.config import ConfigError
+from classifier_training.core.commands import resume_command
 from classifier_training.core.run_files import METRICS_CSV_FILE
 from classifier_training.training.builders import is_rank_zero
 
 
 def checked_ckpt_path(ckpt_path: str | None) -> str | None:
-    """``ckpt_path`` of the config, refused (one line) when it names no file."""
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
+    """``ckpt_path`` of the config, refused (one line) when it names no file or
+    one without the optimizer state a resume needs (a slim ``best.ckpt``)."""
+    if ckpt_path is None:
+        return None
+    if not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path: {ckpt_path} does not exist")
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    if "optimizer_states" not in checkpoint:
+        raise ConfigError(
+            f"ckpt_path: {ckpt_path} holds no optimizer state to resume (best.ckpt "
+            "is slim): resume from last.ckpt, or start from its weights with "
+            f"model.weights_path={ckpt_path}"
+        )
     return ckpt_path
 
 
@@ -109,36 +119,6 @@ def continue_metrics_csv(loggers: Sequence[Logger], ckpt_path: str | None) -> No
             values = {k: _number(v) for k, v in row.items() if k != "step" and v}
             writer.log_metrics(values, step=int(float(row["step"])))
         writer.save()
-
-
-def resume_command(
-    argv: Sequence[str], overrides: Sequence[str], last: Path | None
-) -> str:
-    """The command line that resumes this run from ``last``.
-
-    Args:
-        argv: ``sys.argv`` of this run (kept: the program and ``--config-name``).
-        overrides: This run's Hydra overrides (``hydra.*`` ones included, so a
-            chosen run folder is reused).
-        last: The checkpoint to resume from (``None``: none was saved yet).
-
-    Returns:
-        ``classifier-train [--config-name X] <overrides> ckpt_path=<last>``.
-    """
-    head = ["classifier-train"]
-    args = list(argv[1:])
-    for flag in ("--config-name", "-cn", "--config-path", "-cp"):
-        if flag in args and args.index(flag) + 1 < len(args):
-            at = args.index(flag)
-            head += args[at : at + 2]
-    head += [a for a in args if a.startswith(("--config-name=", "--config-path="))]
-    kept = [
-        o
-        for o in overrides
-        if not o.lstrip("+~").startswith(("ckpt_path=", "hydra.mode="))
-    ]
-    resume = [f"ckpt_path={last}"] if last is not None else []
-    return shlex.join([*head, *kept, *resume])
 
 
 def last_checkpoint_path(callbacks: Sequence[Callback]) -> Path | None:
