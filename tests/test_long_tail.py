@@ -214,6 +214,7 @@ def test_deferred_reweighting_switches_on_in_the_last_epochs() -> None:
         ({"loss": "ldam"}, [8, 5], "2 class counts .priors. for 3 classes"),
         ({"loss": "balanced_softmax"}, [8, 0, 3], r"class\(es\) \['1'\] have no"),
         ({"loss": "focal"}, [8, 5, 3], "model.loss"),
+        ({"class_weighted_last_epochs": 2}, [8, 5, 3], "class_weighted_loss=true"),
     ],
 )
 def test_model_loss_bad_input_is_one_line(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from classifier_training.config import ConfigError, format_validation_error
 from classifier_training.models.losses import LossName
@@ -79,6 +79,15 @@ class ModelSettings(BaseModel):
     lr_reference_batch: int = Field(default=256, ge=1)
     channels_last: bool | None = None
     compile: bool = False
+
+    @model_validator(mode="after")
+    def _reweighting_needs_weights(self) -> Self:
+        if self.class_weighted_last_epochs and not self.class_weighted_loss:
+            raise ValueError(
+                "class_weighted_last_epochs defers the class weights: set "
+                "model.class_weighted_loss=true as well"
+            )
+        return self
 
     @classmethod
     def from_keys(cls, values: Mapping[str, Any]) -> Self:
