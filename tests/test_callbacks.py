@@ -438,7 +438,7 @@ def test_labels_mapping_of_the_run(run: Run) -> None:
     mapping = json.loads((run.out / "labels_mapping.json").read_text())
     imagenet_mean, imagenet_std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     assert mapping == {
-        "format_version": 4,
+        "format_version": 5,
         "arch": "resnet18",
         "class_names": ["", "23", "7"],  # sorted as strings
         "image_size": 24,
@@ -448,6 +448,8 @@ def test_labels_mapping_of_the_run(run: Run) -> None:
         "input_name": "input",
         "output_name": "logits",
         "temperature": 1.0,  # the fit alone does not calibrate (train.py does)
+        "train_counts": list(run.datamodule.contract.train_counts or ()),
+        "logit_adjust_tau": 0.0,
         "num_classes": 3,
         "class_to_idx": {"": 0, "23": 1, "7": 2},
         "idx_to_class": {"0": "", "1": "23", "2": "7"},

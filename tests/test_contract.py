@@ -60,7 +60,7 @@ def test_round_trip_stores_each_field_once(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [path]  # atomic: no temporary left
     stored = json.loads(path.read_text())
     assert stored == {
-        "format_version": 4,
+        "format_version": 5,
         "arch": "timm/resnet10t",
         "class_names": ["", "10", "7"],
         "image_size": 40,
@@ -70,6 +70,8 @@ def test_round_trip_stores_each_field_once(tmp_path: Path) -> None:
         "input_name": "input",
         "output_name": "logits",
         "temperature": 1.0,
+        "train_counts": None,
+        "logit_adjust_tau": 0.0,
         # the seed's keys, derived from the fields above when writing
         "num_classes": 3,
         "class_to_idx": {"": 0, "10": 1, "7": 2},
@@ -86,7 +88,7 @@ def test_format_2_files_load_uncalibrated_and_temperature_is_checked() -> None:
     del stored["temperature"]
     old = parse_contract(stored | {"format_version": 2}, "old.json")
     assert old.temperature == 1.0
-    assert old.format_version == 4  # read as today's record
+    assert old.format_version == 5  # read as today's record
     calibrated = parse_contract(_contract().to_json() | {"temperature": 1.5}, "x")
     assert calibrated.temperature == 1.5
     for bad in (0.0, -1.0, float("inf")):
@@ -182,7 +184,7 @@ def test_derived_facts_are_computed_not_stored() -> None:
         ("{not json", "not a labels mapping (cannot read it as JSON"),
         ("[1, 2]", "a JSON object is expected, found list"),
         ('{"model": "x"}', "not a labels mapping of this project"),
-        ('{"format_version": 5}', "format 5 was written by a newer version"),
+        ('{"format_version": 6}', "format 6 was written by a newer version"),
         ('{"num_classes": 2, "idx_to_class": {"0": "a"}}', "format 1 entry missing"),
     ],
 )

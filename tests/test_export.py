@@ -221,7 +221,7 @@ def test_cli_exports_a_checkpoint_alone(checkpoint_dir: Path, tmp_path: Path) ->
     assert main([str(checkpoint_dir / "run.ckpt"), "--out", str(out)]) == 0
     mapping = json.loads((out.parent / "labels_mapping.json").read_text())
     assert mapping == _contract(("", "23", "7"), size=24).to_json()
-    assert mapping["format_version"] == 4
+    assert mapping["format_version"] == 5
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape[1:] == [3, 24, 24]  # from the contract
 

@@ -107,7 +107,7 @@ def test_calibration_is_recorded_everywhere(trained_run: TrainedRun) -> None:
     temperature = calibration["temperature"]
     assert temperature > 0
     contract = read_labels_mapping(trained_run.run_dir / "labels_mapping.json")
-    assert contract.format_version == 4
+    assert contract.format_version == 5
     assert contract.temperature == pytest.approx(temperature)
     stored = read_checkpoint(trained_run.checkpoint)
     states = [v for v in stored.values() if isinstance(v, dict) and v]

@@ -65,7 +65,7 @@ def test_run_folder_has_the_expected_files(run_dir: Path) -> None:
 
 def test_labels_mapping_describes_classes_and_preprocessing(run_dir: Path) -> None:
     mapping = json.loads((run_dir / "labels_mapping.json").read_text())
-    assert mapping["format_version"] == 4
+    assert mapping["format_version"] == 5
     assert mapping["arch"] == "resnet18"
     assert mapping["class_names"] == ["", "23", "7"]
     assert mapping["image_size"] == 24

@@ -51,11 +51,15 @@ class SamplerConfig(_Frozen):
         num_samples: Draws per epoch for the weighted modes (default: train rows),
             shared among the processes and rounded down to whole batches
             (:func:`~classifier_training.data.sampler.draws_per_rank`).
+        defer_epochs: Deferred re-sampling (Cao et al., NeurIPS 2019): plain
+            shuffling first, the weighted draws of ``mode`` in the last N epochs
+            only (of ``trainer.max_epochs``); 0 = weighted from the start.
     """
 
     mode: Literal["disabled", "auto", "manual"] = "auto"
     class_weights: dict[str, float] | None = None
     num_samples: int | None = Field(default=None, gt=0)
+    defer_epochs: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _check_manual(self) -> SamplerConfig:
@@ -63,6 +67,11 @@ class SamplerConfig(_Frozen):
             raise ValueError("sampler.mode=manual needs sampler.class_weights")
         if self.class_weights and any(w < 0 for w in self.class_weights.values()):
             raise ValueError("sampler.class_weights must be >= 0")
+        if self.defer_epochs and self.mode == "disabled":
+            raise ValueError(
+                "sampler.defer_epochs needs weighted draws to switch to "
+                "(sampler.mode=auto or manual)"
+            )
         return self
 
 

@@ -138,6 +138,8 @@ class SamplerDistributionCallback(Callback):
         test = drift_test(drawn, shares)
         record = {
             "epoch": epoch,
+            # "shuffle" before a deferred sampler's switch, "weighted" after.
+            "phase": sampler.phase(epoch),
             **test,
             "worst_class": names[test["worst_class_index"]],
             "drifted": test["p_value"] < self.p_threshold,
@@ -201,7 +203,8 @@ class SamplerDistributionCallback(Callback):
         ax.set_ylabel("share of draws")
         record = self.epochs[-1]
         ax.set_title(
-            f"sampler draws, epoch {record['epoch']}: chi2={record['chi2']:.1f}, "
+            f"sampler draws ({record.get('phase', 'weighted')}), epoch "
+            f"{record['epoch']}: chi2={record['chi2']:.1f}, "
             f"p={record['p_value']:.2g}" + (" (DRIFT)" if record["drifted"] else "")
         )
         ax.legend(fontsize=7, loc="upper right")

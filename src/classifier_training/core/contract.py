@@ -7,7 +7,7 @@ module's checkpoint state) and is written next to ``model.onnx`` as
 both inference classifiers and the checkpoint loader read it back through
 :func:`read_labels_mapping` / :func:`parse_contract`, the only readers.
 
-``labels_mapping.json`` (format 4) is the contract's fields, followed by the keys
+``labels_mapping.json`` (format 5) is the contract's fields, followed by the keys
 of the seed's format (``num_classes``, ``class_to_idx``, ``idx_to_class`` with
 string indices, ``normalization``), which consumers written for the original
 design read. Those keys are derived from the contract when it is serialised
@@ -16,15 +16,20 @@ design read. Those keys are derived from the contract when it is serialised
     {"format_version": 4, "arch": "resnet18", "class_names": ["", "1", "23"],
      "image_size": 96, "resize_mode": "squash", "mean": [0.485, 0.456, 0.406],
      "std": [0.229, 0.224, 0.225], "input_name": "input", "output_name": "logits",
-     "temperature": 1.37, "num_classes": 3, "class_to_idx": {"": 0, "1": 1, "23": 2},
+     "temperature": 1.37, "train_counts": [40, 310, 12], "logit_adjust_tau": 0.0,
+     "num_classes": 3, "class_to_idx": {"": 0, "1": 1, "23": 2},
      "idx_to_class": {"0": "", "1": "1", "2": "23"},
      "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
 
 The pixel pipeline the numbers plug into is fixed by the format version (see
 :mod:`classifier_training.core.preprocessing`); confidences are
-``softmax(logits / temperature)`` (the ONNX graph outputs the raw logits).
+``softmax((logits - logit_adjust_tau * log(prior)) / temperature)`` (the ONNX
+graph outputs the raw logits; the priors are the train split's ``train_counts``
+shares, :mod:`classifier_training.core.long_tail`).
 
-History, all still read: format 4 added the seed's keys; format 3 added
+History, all still read: format 5 added ``train_counts`` and
+``logit_adjust_tau`` (older files read with no counts and no adjustment);
+format 4 added the seed's keys; format 3 added
 ``temperature`` (format-2 files read as 1.0); format-1 files (written before the
 contract existed; no ``format_version`` key, the seed's keys and a
 ``preprocessing`` block) read with ``arch`` ``None``, as their architecture was
@@ -48,6 +53,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from classifier_training.core.errors import ClassifierError
@@ -60,10 +66,10 @@ from classifier_training.core.preprocessing import (
 )
 from classifier_training.core.run_files import CHECKPOINTS_DIR, LABELS_MAPPING_FILE
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: Versions of the ``format_version`` key this code reads (format 1 has no such key;
-#: 2: no temperature; 3: no seed keys).
-READABLE_VERSIONS = (2, 3, 4)
+#: 2: no temperature; 3: no seed keys; 4: no train counts, no logit adjustment).
+READABLE_VERSIONS = (2, 3, 4, 5)
 #: The seed's keys, derived from the contract's fields when it is serialised.
 SEED_KEYS = ("num_classes", "class_to_idx", "idx_to_class", "normalization")
 #: Key of the contract in the data module's checkpoint state (Lightning stores that
@@ -84,7 +90,7 @@ class DeploymentContract(BaseModel):
     """What a deployment needs to turn images into class names with the weights.
 
     Attributes:
-        format_version: Version of this record (4).
+        format_version: Version of this record (5).
         arch: Architecture name (``resnet18``, ``timm/<name>``); ``None`` only for
             mappings read from format-1 files, which did not record it.
         class_names: Class names in output-index order (``""`` is the empty
@@ -97,12 +103,19 @@ class DeploymentContract(BaseModel):
         input_name: Name of the ONNX input (``N x 3 x H x W`` float32).
         output_name: Name of the ONNX output (``N x num_classes`` logits).
         temperature: Confidences are ``softmax(logits / temperature)``; fitted on
-            the validation set after training (1.0: not calibrated).
+            the validation set after training (1.0: not calibrated), after the
+            logit adjustment when there is one.
+        train_counts: Train rows per class, in output-index order: the class
+            priors of the logit adjustment and of the long-tail report
+            (``None``: not recorded, files before format 5).
+        logit_adjust_tau: Post-hoc logit adjustment applied at inference:
+            ``tau * log(prior)`` is subtracted from the logits (0: none; set by
+            ``classifier-evaluate --logit-adjust``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    format_version: Literal[4] = 4
+    format_version: Literal[5] = 5
     arch: Annotated[str, Field(min_length=1)] | None
     class_names: tuple[str, ...] = Field(min_length=2)
     image_size: int = Field(ge=8, le=4096)
@@ -112,6 +125,8 @@ class DeploymentContract(BaseModel):
     input_name: str = Field(default=INPUT_NAME, min_length=1)
     output_name: str = Field(default=OUTPUT_NAME, min_length=1)
     temperature: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    train_counts: tuple[int, ...] | None = None
+    logit_adjust_tau: float = Field(default=0.0, ge=0, allow_inf_nan=False)
 
     @field_validator("class_names")
     @classmethod
@@ -127,6 +142,28 @@ class DeploymentContract(BaseModel):
         if any(s <= 0 for s in std):
             raise ValueError(f"std must be > 0, got {list(std)}")
         return std
+
+    @model_validator(mode="after")
+    def _priors_fit_the_classes(self) -> DeploymentContract:
+        counts = self.train_counts
+        if counts is not None:
+            if len(counts) != len(self.class_names):
+                raise ValueError(
+                    f"{len(counts)} train_counts (class priors) for "
+                    f"{len(self.class_names)} class_names; they must match one to one"
+                )
+            absent = [n for n, c in zip(self.class_names, counts, strict=True) if c < 1]
+            if absent:
+                raise ValueError(
+                    f"class(es) {absent[:10]} have no train rows (train_counts 0): "
+                    "no prior"
+                )
+        if self.logit_adjust_tau > 0 and counts is None:
+            raise ValueError(
+                "logit_adjust_tau needs the train_counts (class priors), which this "
+                "model does not record: retrain it with this version"
+            )
+        return self
 
     @property
     def num_classes(self) -> int:

@@ -76,6 +76,8 @@ AUGMENTATION_PREVIEW_FILE = "augmentation_preview.png"
 SAMPLER_JSON = "sampler_distribution.json"
 SAMPLER_PNG = "sampler_distribution.png"
 RELIABILITY_FILE = "reliability_diagram.png"
+#: Per-class top-1 against train count, under ``eval/`` (every split's panel).
+ACCURACY_BY_COUNT_FILE = "accuracy_by_train_count.png"
 CONFUSION_PNG = "confusion_matrix.png"
 CONFUSION_JSON = "confusion_matrix.json"
 SAMPLE_PREDICTIONS_FILE = "sample_predictions.png"

@@ -37,6 +37,7 @@ from classifier_training.data.device_transforms import (
 )
 from classifier_training.data.loader_settings import build_loader, eval_sampler
 from classifier_training.data.sampler import (
+    DeferredWeightedSampler,
     EpochSampler,
     TrackingWeightedRandomSampler,
     build_draw_sampler,
@@ -208,11 +209,20 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     @property
     def train_class_counts(self) -> torch.Tensor:
-        """Rows per class in the train split."""
+        """Rows per class in the train split (the class priors of the long-tail
+        losses and adjustment; in the contract, so in every checkpoint)."""
+        counts = self.contract.train_counts
+        assert counts is not None  # the data module always records them
+        return torch.tensor(counts, dtype=torch.long)
+
+    def _count_train_rows(self, num_classes: int) -> tuple[int, ...]:
+        """Rows per class of the train split, counted once at set-up.
+
+        Every DDP rank reads the same train split, so every rank counts the
+        same priors; no broadcast is needed.
+        """
         counts = self.datasets["train"].class_counts()
-        return torch.tensor(
-            [counts[i] for i in range(self.num_classes)], dtype=torch.long
-        )
+        return tuple(int(counts.get(i, 0)) for i in range(num_classes))
 
     @property
     def class_weights(self) -> torch.Tensor:
@@ -258,6 +268,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             resize_mode=config.resize_mode,
             mean=config.mean,
             std=config.std,
+            train_counts=self._count_train_rows(len(classed.class_names)),
         )
         self._check_restored_contract(contract)
         self._draw_sampler = build_draw_sampler(
@@ -469,6 +480,14 @@ class ImageFolderDataModule(L.LightningDataModule):
         sampler = self.draw_sampler
         world, rank = self._world()
         sampler.distribute(world, rank, self.config.batch_size)
+        if isinstance(sampler, DeferredWeightedSampler):
+            max_epochs = None if self.trainer is None else self.trainer.max_epochs
+            switch = sampler.schedule(max_epochs)
+            first = f"epochs 0-{switch - 1} shuffle plainly, " if switch else ""
+            logger.info(
+                f"data.sampler.defer_epochs={sampler.defer_epochs}: {first}"
+                f"{self.config.sampler.mode} weighted draws from epoch {switch}"
+            )
         source = self._epoch_source(sampler.num_draws)
         if sampler.num_samples < 2:
             raise DataError(

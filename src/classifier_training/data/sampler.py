@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DistributedSampler
 
-from classifier_training.config import SamplerConfig
+from classifier_training.config import ConfigError, SamplerConfig
 from classifier_training.core.readers import DataError, display_name
 
 
@@ -146,9 +146,13 @@ class ShuffleSampler(EpochSampler):
 
     def epoch_draws(self, epoch: int) -> torch.Tensor:
         """A permutation of the rows, cut or padded to :attr:`total_size`."""
-        order = torch.randperm(self.num_draws, generator=self.generator(epoch))
-        repeats = -(-self.total_size // self.num_draws)
-        return order.repeat(repeats)[: self.total_size]
+        return shuffled_rows(self.num_draws, self.total_size, self.generator(epoch))
+
+
+def shuffled_rows(num_rows: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """A permutation of ``num_rows`` rows, cut to ``size`` or repeated up to it."""
+    order = torch.randperm(num_rows, generator=generator)
+    return order.repeat(-(-size // num_rows))[:size]
 
 
 class TrackingWeightedRandomSampler(EpochSampler):
@@ -177,6 +181,10 @@ class TrackingWeightedRandomSampler(EpochSampler):
             raise ValueError("sampler weights must not all be zero")
         super().__init__(num_samples, seed=seed)
 
+    def phase(self, epoch: int) -> str:
+        """How ``epoch`` draws: ``weighted`` (or ``shuffle``, see subclasses)."""
+        return "weighted"
+
     def epoch_draws(self, epoch: int) -> torch.Tensor:
         """:attr:`total_size` rows drawn with replacement by weight."""
         return torch.multinomial(
@@ -186,7 +194,7 @@ class TrackingWeightedRandomSampler(EpochSampler):
     def expected_class_shares(
         self, targets: Sequence[int], num_classes: int
     ) -> torch.Tensor:
-        """Expected fraction of draws per class under the weights.
+        """Expected fraction of draws per class in the current epoch.
 
         Args:
             targets: Class index of every dataset row.
@@ -195,8 +203,13 @@ class TrackingWeightedRandomSampler(EpochSampler):
         Returns:
             Float tensor of length ``num_classes`` summing to 1.
         """
+        weights = (
+            self.weights
+            if self.phase(self.epoch) == "weighted"
+            else torch.ones_like(self.weights)
+        )
         per_class = torch.zeros(num_classes, dtype=torch.float64)
-        per_class.index_add_(0, torch.as_tensor(targets), self.weights)
+        per_class.index_add_(0, torch.as_tensor(targets), weights)
         return per_class / per_class.sum()
 
     def drawn_class_counts(
@@ -215,6 +228,62 @@ class TrackingWeightedRandomSampler(EpochSampler):
             torch.as_tensor(self.drawn_indices, dtype=torch.long)
         ]
         return torch.bincount(classes, minlength=num_classes)
+
+
+class DeferredWeightedSampler(TrackingWeightedRandomSampler):
+    """Plain shuffling first, weighted draws in the last ``defer_epochs`` epochs.
+
+    Deferred re-sampling (Cao et al., NeurIPS 2019): the features are learnt on
+    the data as it is, and only the last epochs re-balance the classifier. The
+    switch epoch is known once the trainer's ``max_epochs`` is
+    (:meth:`schedule`); an epoch still depends on ``(seed, epoch)`` only, so a
+    resumed run draws what the uninterrupted one would, on either side of it.
+
+    Args:
+        weights: One non-negative weight per dataset row.
+        num_samples: Draws per epoch, in both phases.
+        defer_epochs: Epochs, at the end of the run, that draw by weight.
+        seed: The run's seed.
+    """
+
+    def __init__(
+        self,
+        weights: Sequence[float] | torch.Tensor,
+        num_samples: int,
+        defer_epochs: int,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(weights, num_samples, seed=seed)
+        self.defer_epochs = defer_epochs
+        #: First epoch (0-based) that draws by weight; set by :meth:`schedule`.
+        self.switch_epoch = 0
+
+    def schedule(self, max_epochs: int | None) -> int:
+        """Place the switch ``defer_epochs`` before the end of ``max_epochs``.
+
+        Returns:
+            The first weighted epoch.
+
+        Raises:
+            ConfigError: When the run has no epoch count to count back from.
+        """
+        if max_epochs is None or max_epochs < 1:
+            raise ConfigError(
+                f"data.sampler.defer_epochs={self.defer_epochs} counts back from "
+                "the last epoch: set trainer.max_epochs"
+            )
+        self.switch_epoch = max(0, max_epochs - self.defer_epochs)
+        return self.switch_epoch
+
+    def phase(self, epoch: int) -> str:
+        """``shuffle`` before the switch epoch, ``weighted`` from it on."""
+        return "weighted" if epoch >= self.switch_epoch else "shuffle"
+
+    def epoch_draws(self, epoch: int) -> torch.Tensor:
+        """A plain shuffle of the rows before the switch, weighted draws after."""
+        if self.phase(epoch) == "weighted":
+            return super().epoch_draws(epoch)
+        return shuffled_rows(len(self.weights), self.total_size, self.generator(epoch))
 
 
 def build_draw_sampler(
@@ -236,7 +305,8 @@ def build_draw_sampler(
         seed: The run's seed.
 
     Returns:
-        A :class:`ShuffleSampler` (``disabled``) or a
+        A :class:`ShuffleSampler` (``disabled``), a
+        :class:`DeferredWeightedSampler` (``defer_epochs``) or a
         :class:`TrackingWeightedRandomSampler`.
 
     Raises:
@@ -260,8 +330,11 @@ def build_draw_sampler(
         for name, weight in config.class_weights.items():
             shares[index[name]] = weight
     per_class = shares / counts.to(torch.float64)
+    num_samples = config.num_samples or len(targets)
+    if config.defer_epochs:
+        return DeferredWeightedSampler(
+            per_class[rows_by_class], num_samples, config.defer_epochs, seed
+        )
     return TrackingWeightedRandomSampler(
-        per_class[rows_by_class],
-        num_samples=config.num_samples or len(targets),
-        seed=seed,
+        per_class[rows_by_class], num_samples=num_samples, seed=seed
     )

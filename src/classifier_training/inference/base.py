@@ -13,6 +13,7 @@ import numpy.typing as npt
 from classifier_training.core.calibration import softmax
 from classifier_training.core.contract import DeploymentContract
 from classifier_training.core.errors import ClassifierError
+from classifier_training.core.long_tail import adjust_logits
 from classifier_training.core.metrics import cap_top_k
 from classifier_training.core.preprocessing import ImageInput, Preprocessor
 from classifier_training.core.tracks import (
@@ -34,7 +35,9 @@ class Classifier(ABC):
 
     Subclasses implement :meth:`predict_logits` on preprocessed batches; everything
     else (decoding, resizing, normalising, batching, softmax, top-k) lives here.
-    Confidences are calibrated: ``softmax(logits / contract.temperature)``.
+    Confidences are calibrated: ``softmax(logits / contract.temperature)``, the
+    logits adjusted first when the contract asks for it (``logit_adjust_tau``:
+    ``- tau * log(prior)``, :func:`~classifier_training.core.long_tail.adjust_logits`).
 
     Args:
         contract: The model's deployment contract.
@@ -82,9 +85,17 @@ class Classifier(ABC):
         """The calibration temperature the logits are divided by (1.0: none)."""
         return self.contract.temperature
 
+    def adjusted_logits(self, batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """The logits with the contract's post-hoc logit adjustment (if any)."""
+        logits = self.predict_logits(batch)
+        tau = self.contract.logit_adjust_tau
+        if tau == 0 or self.contract.train_counts is None:
+            return logits
+        return adjust_logits(logits, self.contract.train_counts, tau)
+
     def predict_proba(self, batch: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Calibrated softmax probabilities (float64) for a preprocessed batch."""
-        return softmax(self.predict_logits(batch), self.temperature)
+        return softmax(self.adjusted_logits(batch), self.temperature)
 
     def _results(
         self, probs: npt.NDArray[Any], top_k: int, sources: Sequence[str | None]

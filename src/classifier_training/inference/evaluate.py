@@ -23,6 +23,15 @@ split is also scored per track (:mod:`classifier_training.inference.tracks`): a
 ``tracks`` section in ``summary.json``, ``worst_tracks.png`` and a "Tracks"
 section in ``report.html``.
 
+``--logit-adjust TAU`` subtracts ``TAU * log(prior)`` (the train split's class
+shares, recorded in the model's contract) from the logits: post-hoc logit
+adjustment of a model trained with plain cross-entropy (Menon et al., ICLR
+2021). The temperature is then fitted again, on the adjusted logits of the
+data root's validation split (of the evaluated split when it has none), and the
+adjusted contract is written to ``--out`` as ``labels_mapping.json``, for
+``classifier-predict --labels-mapping``. The summary's ``logit_adjustment`` says
+which adjustment is active.
+
 Exit status: 0 on success, 2 on unusable model, data or arguments.
 """
 
@@ -30,19 +39,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from rich.console import Console
 
-from classifier_training.core.contract import run_folder
+from classifier_training.core.calibration import fit_temperature, softmax
+from classifier_training.core.contract import run_folder, write_labels_mapping
 from classifier_training.core.errors import UsageError, run_command
 from classifier_training.core.groups import GroupCoverage
 from classifier_training.core.io import atomic_write_json
+from classifier_training.core.long_tail import top1_rare
 from classifier_training.core.readers import (
     SPLIT_ALIASES,
     DataError,
+    Sample,
     canonical_split,
     detect_layout,
     find_splits,
@@ -50,6 +64,7 @@ from classifier_training.core.readers import (
 )
 from classifier_training.core.run_files import (
     CONFUSION_PNG,
+    LABELS_MAPPING_FILE,
     MISTAKES_FILE,
     SUMMARY_FILE,
     WORST_TRACKS_FILE,
@@ -60,7 +75,7 @@ from classifier_training.core.tracks import (
     DEFAULT_RULE,
     AggregationRule,
 )
-from classifier_training.inference import load_classifier
+from classifier_training.inference import Classifier, load_classifier
 from classifier_training.inference.evaluation import (
     Evaluation,
     evaluate_samples,
@@ -222,6 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="a track below this calibrated confidence abstains (default: 0)",
     )
+    parser.add_argument(
+        "--logit-adjust",
+        type=float,
+        default=None,
+        metavar="TAU",
+        help="post-hoc logit adjustment: subtract TAU * log(train prior) from the "
+        "logits (1.0: balanced classes; 0: none); refits the temperature after it "
+        "and writes the adjusted labels_mapping.json to --out",
+    )
     return parser
 
 
@@ -265,20 +289,26 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"metadata.{args.group_by}, each scored as its own track",
                 file=sys.stderr,
             )
-    evaluation = evaluate_samples(classifier, samples, args.batch_size)
-    if not evaluation.samples:
-        raise DataError(
-            f"{split_dir}: no rows with a label the model knows "
-            f"({evaluation.excluded.count} excluded)"
-        )
+    out_dir = args.out or run_folder(args.model) / eval_dir(args.split)
+    fitted_on = None
+    if args.logit_adjust is not None:
+        _set_logit_adjustment(classifier, args.model, args.logit_adjust)
+    evaluation = _evaluate_rows(classifier, samples, split_dir, args.batch_size)
     if evaluation.excluded.count:
         print(f"warning: {evaluation.excluded.summary(args.split)}", file=sys.stderr)
-    out_dir = args.out or run_folder(args.model) / eval_dir(args.split)
-    context = {
+    if args.logit_adjust is not None:
+        evaluation, fitted_on = _recalibrate(classifier, evaluation, args, out_dir)
+    context: dict[str, Any] = {
         "model": str(args.model),
         "data_root": str(args.data_root),
         "split": args.split,
+        "logit_adjustment": _adjustment_record(classifier, fitted_on),
     }
+    counts = classifier.contract.train_counts
+    if counts is not None:
+        context["top1_rare"] = top1_rare(
+            evaluation.predicted, evaluation.targets, counts
+        )
     summary = write_report(
         evaluation,
         out_dir,
@@ -291,6 +321,89 @@ def _evaluate(args: argparse.Namespace) -> int:
     print_evaluation(summary, evaluation.top_k, Console())
     print(f"report: {out_dir}")
     return 0
+
+
+def _evaluate_rows(
+    classifier: Classifier, samples: list[Sample], split_dir: Path, batch_size: int
+) -> Evaluation:
+    """Evaluate the rows of one split folder (some row must have a known label)."""
+    evaluation = evaluate_samples(classifier, samples, batch_size)
+    if not evaluation.samples:
+        raise DataError(
+            f"{split_dir}: no rows with a label the model knows "
+            f"({evaluation.excluded.count} excluded)"
+        )
+    return evaluation
+
+
+def _set_logit_adjustment(classifier: Classifier, model: Path, tau: float) -> None:
+    """Make ``classifier`` adjust its logits by ``tau`` (uncalibrated, for now).
+
+    Raises:
+        UsageError: On ``tau < 0``, or a model without recorded class priors.
+    """
+    if not tau >= 0:  # NaN included
+        raise UsageError(f"--logit-adjust must be >= 0, got {tau}")
+    if classifier.contract.train_counts is None:
+        raise UsageError(
+            f"{model}: --logit-adjust needs the train split's class counts, which "
+            "this model's labels mapping does not record (written before format 5)"
+        )
+    classifier.contract = classifier.contract.model_copy(
+        update={"logit_adjust_tau": tau, "temperature": 1.0}
+    )
+
+
+def _recalibrate(
+    classifier: Classifier,
+    evaluation: Evaluation,
+    args: argparse.Namespace,
+    out_dir: Path,
+) -> tuple[Evaluation, str]:
+    """Fit the temperature on the adjusted logits; write the adjusted contract.
+
+    The validation split of the data root is the held-out set the temperature
+    is fitted on (the evaluated split when it is that one, or has none).
+
+    Returns:
+        The evaluation with calibrated probabilities, and the split the
+        temperature was fitted on.
+    """
+    held_out, fitted_on = evaluation, args.split
+    val_dir = find_splits(args.data_root)["val"]
+    if args.split != "val" and val_dir is not None:
+        rows = read_split(val_dir)
+        held_out = _evaluate_rows(classifier, rows, val_dir, args.batch_size)
+        fitted_on = "val"
+    # T=1 probabilities: their log is the adjusted logits up to a per-row constant.
+    temperature = fit_temperature(_log(held_out.probs), held_out.targets)
+    classifier.contract = classifier.contract.model_copy(
+        update={"temperature": temperature}
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_labels_mapping(classifier.contract, out_dir / LABELS_MAPPING_FILE)
+    print(
+        f"logit adjustment tau={classifier.contract.logit_adjust_tau:g}: temperature "
+        f"{temperature:.3f} fitted on {fitted_on}; adjusted labels mapping: "
+        f"{out_dir / LABELS_MAPPING_FILE}"
+    )
+    calibrated = softmax(_log(evaluation.probs), temperature)
+    return replace(evaluation, probs=calibrated), fitted_on
+
+
+def _log(probs: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    return np.asarray(np.log(np.maximum(probs, np.finfo(np.float64).tiny)))
+
+
+def _adjustment_record(classifier: Classifier, fitted_on: str | None) -> dict[str, Any]:
+    """Which logit adjustment the evaluation ran with (``tau`` 0: none)."""
+    record: dict[str, Any] = {
+        "tau": classifier.contract.logit_adjust_tau,
+        "source": "labels mapping" if fitted_on is None else "--logit-adjust",
+    }
+    if fitted_on is not None:
+        record["temperature_fitted_on"] = fitted_on
+    return record
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from classifier_training.config import ConfigError
 from classifier_training.core.errors import root_cause_line
 from classifier_training.core.readers import MIN_CLASSES, display_name
+from classifier_training.models.losses import ClassificationLoss
 from classifier_training.models.mixing import BatchMixer, dominant_labels
 from classifier_training.models.optim import OptimizerFactory, SchedulerFactory
 from classifier_training.models.settings import ModelSettings
@@ -28,7 +29,8 @@ class BaseClassificationModel(L.LightningModule, ABC):
     """Image classifier training logic: loss, metrics, optimizer and schedule.
 
     Abstract: a subclass builds the network (:meth:`build_network`). ``num_classes``,
-    ``class_names`` and ``class_weights`` come from the data module at run time;
+    ``class_names``, ``class_weights`` and ``class_counts`` come from the data
+    module at run time;
     ``optimizer`` and ``scheduler`` are the partials of the ``optimizer`` and
     ``scheduler`` config groups (see :mod:`classifier_training.models.optim`).
     Every other keyword is a setting (a ``model.*`` key), validated by the class's
@@ -40,6 +42,9 @@ class BaseClassificationModel(L.LightningModule, ABC):
         num_classes: Number of output classes.
         class_names: Names in class-index order (for per-class metric names).
         class_weights: Per-class loss weights (used when ``class_weighted_loss``).
+        class_counts: Train rows per class: the priors of ``model.loss`` other
+            than ``cross_entropy`` (kept in the hyper-parameters, so in every
+            checkpoint).
         optimizer: Called with the parameter groups; returns the optimizer.
             Required to train, not to evaluate or export.
         scheduler: Called as ``scheduler(optimizer, total_steps=...,
@@ -60,6 +65,7 @@ class BaseClassificationModel(L.LightningModule, ABC):
         num_classes: int,
         class_names: Sequence[str] | None = None,
         class_weights: Sequence[float] | torch.Tensor | None = None,
+        class_counts: Sequence[int] | torch.Tensor | None = None,
         *,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
@@ -79,12 +85,19 @@ class BaseClassificationModel(L.LightningModule, ABC):
         )
         if len(names) != num_classes:
             raise ValueError(f"{len(names)} class_names for {num_classes} classes")
+        counts = (
+            None
+            if class_counts is None
+            else [int(c) for c in torch.as_tensor(class_counts).tolist()]
+        )
+        self.loss_fn = self._build_loss(names, counts)
         # Plain values only, so that checkpoints load weights_only; the partials
         # are not hyper-parameters (the run's .hydra/config.yaml records them).
         self.save_hyperparameters(
             {
                 "num_classes": num_classes,
                 "class_names": names,
+                "class_counts": counts,
                 **self.settings.model_dump(),
             }
         )
@@ -135,6 +148,44 @@ class BaseClassificationModel(L.LightningModule, ABC):
         self.track_metrics = False
         # Confusion matrix of the last finished validation/test epoch (rows: true).
         self.last_confusion: dict[str, torch.Tensor] = {}
+
+    def _build_loss(
+        self, names: list[str], counts: list[int] | None
+    ) -> ClassificationLoss:
+        """The training loss ``model.loss`` names, from the train class counts.
+
+        Raises:
+            ConfigError: When the loss needs priors the counts cannot give (no
+                counts, counts for another class list, a class without rows).
+        """
+        settings = self.settings
+        if counts is not None and len(counts) != len(names):
+            raise ConfigError(
+                f"model.loss={settings.loss}: {len(counts)} class counts (priors) "
+                f"for {len(names)} classes; they must come from this class list"
+            )
+        if settings.loss != "cross_entropy":
+            if counts is None:
+                raise ConfigError(
+                    f"model.loss={settings.loss} needs the train split's class "
+                    "counts (class_counts=)"
+                )
+            absent = [
+                display_name(n) for n, c in zip(names, counts, strict=True) if c < 1
+            ]
+            if absent:
+                raise ConfigError(
+                    f"model.loss={settings.loss}: class(es) {absent[:10]} have no "
+                    "train rows, so no prior; add train rows or drop the class"
+                )
+        return ClassificationLoss(
+            settings.loss,
+            None if counts is None else torch.tensor(counts),
+            label_smoothing=settings.label_smoothing,
+            logit_adjust_tau=settings.logit_adjust_tau,
+            ldam_max_margin=settings.ldam_max_margin,
+            ldam_scale=settings.ldam_scale,
+        )
 
     @abstractmethod
     def build_network(self, num_classes: int) -> nn.Module:
@@ -217,8 +268,17 @@ class BaseClassificationModel(L.LightningModule, ABC):
             return images, None
         return self.mixer(images, labels)
 
+    def reweighting_active(self, epoch: int, max_epochs: int | None) -> bool:
+        """Whether the class weights apply to the loss in ``epoch`` (0-based)."""
+        if not self.settings.class_weighted_loss:
+            return False
+        last = self.settings.class_weighted_last_epochs
+        if last == 0 or max_epochs is None or max_epochs < 0:
+            return True
+        return epoch >= max_epochs - last
+
     def training_step(self, batch: ClassificationBatch, batch_idx: int) -> torch.Tensor:
-        """Smoothed (optionally class-weighted) cross-entropy on one batch.
+        """The ``model.loss`` of one batch (smoothed, optionally class-weighted).
 
         With MixUp/CutMix on, the loss is taken against the soft targets and the
         training accuracy against the dominant (largest-share) label of each.
@@ -228,12 +288,10 @@ class BaseClassificationModel(L.LightningModule, ABC):
         targets = labels if soft is None else soft
         hard = labels if soft is None else dominant_labels(soft)
         logits = self(images)
-        weight = self.loss_weights if self.settings.class_weighted_loss else None
-        loss = F.cross_entropy(
-            logits,
-            targets,
-            weight=weight,
-            label_smoothing=self.settings.label_smoothing,
+        max_epochs = self._trainer.max_epochs if self._trainer is not None else None
+        reweight = self.reweighting_active(self.current_epoch, max_epochs)
+        loss: torch.Tensor = self.loss_fn(
+            logits, targets, self.loss_weights if reweight else None
         )
         # update(), not a call: only epoch values are logged, and calling a
         # metric computes the batch's value as well, on every step.

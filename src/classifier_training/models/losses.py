@@ -13,8 +13,9 @@
 
 Every loss takes hard class indices or soft ``N x C`` targets (MixUp/CutMix) and
 label smoothing. The priors come from the train split's class counts, once, in
-the data module; they are buffers, so they travel with the checkpoint and are
-identical on every DDP rank.
+the data module (every rank reads the same train split, so they are identical on
+every DDP rank); the model keeps the counts in its hyper-parameters, so they
+travel with the checkpoint, and derives the buffers here from them.
 """
 
 from __future__ import annotations
@@ -86,8 +87,12 @@ class ClassificationLoss(nn.Module):
         prior = (
             log_priors(counts) if name != "cross_entropy" else torch.zeros(len(counts))
         )
-        self.register_buffer("log_prior", prior)
-        self.register_buffer("margins", ldam_margins(counts, ldam_max_margin))
+        # Not in the state dict: derived from the counts the model's
+        # hyper-parameters keep.
+        self.register_buffer("log_prior", prior, persistent=False)
+        self.register_buffer(
+            "margins", ldam_margins(counts, ldam_max_margin), persistent=False
+        )
         self.class_weights = class_weights
 
     def adjusted_logits(
@@ -105,13 +110,19 @@ class ClassificationLoss(nn.Module):
             return self.ldam_scale * (logits - share * self.margins.to(logits.dtype))
         return logits
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The mean loss of a batch (hard ``N`` or soft ``N x C`` targets)."""
-        weight = (
-            None
-            if self.class_weights is None
-            else self.class_weights.to(logits.device, logits.dtype)
-        )
+    def forward(
+        self,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        class_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The mean loss of a batch (hard ``N`` or soft ``N x C`` targets).
+
+        ``class_weights`` replaces the constructor's for this batch (deferred
+        re-weighting switches them on in the last epochs only).
+        """
+        chosen = self.class_weights if class_weights is None else class_weights
+        weight = None if chosen is None else chosen.to(logits.device, logits.dtype)
         return F.cross_entropy(
             self.adjusted_logits(logits, targets),
             targets,

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from classifier_training.config import ConfigError, format_validation_error
+from classifier_training.models.losses import LossName
 
 
 class ModelSettings(BaseModel):
@@ -27,6 +28,18 @@ class ModelSettings(BaseModel):
             so that a recipe training from scratch (the demo) suits any model.
         label_smoothing: Label smoothing of the training loss.
         class_weighted_loss: Weight the training loss by inverse class frequency.
+        class_weighted_last_epochs: With ``class_weighted_loss``, weight only
+            the last N epochs (deferred re-weighting, Cao et al., NeurIPS
+            2019: features learnt on the plain distribution first); 0 = every
+            epoch.
+        loss: The training loss (:mod:`classifier_training.models.losses`):
+            ``cross_entropy``, ``logit_adjusted``, ``balanced_softmax`` or
+            ``ldam``. Every one takes label smoothing, class weights and the
+            soft targets of MixUp/CutMix.
+        logit_adjust_tau: ``tau`` of ``loss=logit_adjusted`` (the logits see
+            ``+ tau * log(prior)`` in the loss; raw logits at inference).
+        ldam_max_margin: The largest LDAM margin (that of the rarest class).
+        ldam_scale: Factor on the LDAM logits before the cross-entropy.
         mixup_alpha: MixUp's Beta parameter for training batches; 0 = off.
         cutmix_alpha: CutMix's Beta parameter; 0 = off. With both on, each mixed
             batch uses one of them (equal odds), as timm does.
@@ -53,6 +66,11 @@ class ModelSettings(BaseModel):
     pretrained: bool = True
     label_smoothing: float = Field(default=0.1, ge=0, le=1)
     class_weighted_loss: bool = False
+    class_weighted_last_epochs: int = Field(default=0, ge=0)
+    loss: LossName = "cross_entropy"
+    logit_adjust_tau: float = Field(default=1.0, ge=0)
+    ldam_max_margin: float = Field(default=0.5, gt=0)
+    ldam_scale: float = Field(default=1.0, gt=0)
     mixup_alpha: float = Field(default=0.0, ge=0)
     cutmix_alpha: float = Field(default=0.0, ge=0)
     mixup_prob: float = Field(default=1.0, ge=0, le=1)
@@ -61,6 +79,15 @@ class ModelSettings(BaseModel):
     lr_reference_batch: int = Field(default=256, ge=1)
     channels_last: bool | None = None
     compile: bool = False
+
+    @model_validator(mode="after")
+    def _reweighting_needs_weights(self) -> Self:
+        if self.class_weighted_last_epochs and not self.class_weighted_loss:
+            raise ValueError(
+                "class_weighted_last_epochs defers the class weights: set "
+                "model.class_weighted_loss=true as well"
+            )
+        return self
 
     @classmethod
     def from_keys(cls, values: Mapping[str, Any]) -> Self:

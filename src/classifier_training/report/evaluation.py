@@ -51,6 +51,20 @@ def _overview(summary: Mapping[str, Any]) -> str:
         ["macro recall", fmt(macro.get("recall"), 3)],
         ["macro F1", fmt(macro.get("f1"), 3)],
     ]
+    if summary.get("top1_rare") is not None:
+        rows.append(["top-1, rarest third of classes", pct(summary["top1_rare"])])
+    adjustment = summary.get("logit_adjustment") or {}
+    if adjustment:
+        tau = float(adjustment.get("tau", 0.0))
+        rows.append(
+            [
+                "logit adjustment",
+                "none"
+                if tau == 0
+                else f"tau={tau:g}: logits - tau * log(train "
+                f"prior) ({adjustment.get('source', '-')})",
+            ]
+        )
     confused = summary.get("most_confused") or []
     pairs = table(
         ["true", "predicted", "rows", "share of true"],

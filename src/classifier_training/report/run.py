@@ -278,6 +278,25 @@ def _data_section(run_dir: Path, metrics: dict[str, Any]) -> str:
     )
 
 
+def _long_tail_part(run_dir: Path, metrics: dict[str, Any]) -> str:
+    """Top-1 on the rarest third of the classes, and per-class top-1 by train
+    count (runs that recorded them)."""
+    long_tail = metrics.get("long_tail")
+    if not isinstance(long_tail, dict):
+        return ""
+    rare = ", ".join(map(str, long_tail.get("rare_classes") or []))
+    rows = [
+        [f"{split} top-1, rarest third of classes", pct(metrics[split]["top1_rare"])]
+        for split in ("val", "test")
+        if (metrics.get(split) or {}).get("top1_rare") is not None
+    ]
+    return (
+        f'<p class="note">rarest third by train count: {esc(rare)}</p>'
+        + table(["", ""], rows)
+        + figure(run_dir / str(long_tail.get("figure")), "top-1 by train count")
+    )
+
+
 def _per_class_section(metrics: dict[str, Any]) -> str:
     for split in ("test", "val"):
         entry = metrics.get(split) or {}
@@ -474,7 +493,8 @@ def render_run_report(run_dir: Path) -> str:
         ("metrics", "Final metrics",
          stopped[1] if stopped else _metrics_section(metrics)),
         ("data", "Data", _data_section(run_dir, metrics)),
-        ("per-class", "Per class", _per_class_section(metrics)),
+        ("per-class", "Per class", _per_class_section(metrics)
+            + _long_tail_part(run_dir, metrics)),
         ("curves", "Training curves", figures(
             (run_dir / rf.history_file(name), name) for name in rf.HISTORY_PLOTS
         )),

@@ -188,6 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LO-HI",
         help=f"frames per track with --tracks (default: {frames_lo}-{frames_hi})",
     )
+    parser.add_argument(
+        "--long-tail",
+        type=float,
+        default=defaults.long_tail,
+        metavar="IF",
+        help=(
+            "long-tailed train split: Zipf-like counts falling with the class "
+            "(empty label and low numbers most frequent), the most frequent class "
+            "IF times the rarest (>= 1; --per-class is the most frequent's count); "
+            "valid and test stay balanced"
+        ),
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only print errors")
     return parser
 
@@ -218,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             overwrite=args.overwrite,
             degrade=args.degrade,
+            long_tail=args.long_tail,
             tracks=args.tracks,
             track_frames_range=args.track_frames_range,
         )

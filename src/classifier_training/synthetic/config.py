@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -127,6 +128,11 @@ class SynthConfig(BaseModel):
             Does not affect the output.
         overwrite: Replace an existing, incomplete or differently-configured
             dataset in ``out_dir``.
+        long_tail: Imbalance factor of the train split (``None``: balanced).
+            Train counts then fall Zipf-like with the class's rank (``""`` and
+            the low numbers first): ``per_class * (rank + 1) ** -a``, with
+            ``a`` such that the most frequent class has ``long_tail`` times the
+            rows of the rarest. Valid and test stay balanced.
         eval_fraction: Share of ``per_class`` rendered per class for valid/test.
         min_eval_per_class: Lower bound of valid/test images per class.
         supersample: Render at this integer multiple of the final size, then
@@ -197,6 +203,7 @@ class SynthConfig(BaseModel):
     classes: tuple[str, ...] = DEFAULT_CLASSES
     workers: int | None = Field(default=None, ge=1)
     overwrite: bool = False
+    long_tail: float | None = Field(default=None, ge=1.0, allow_inf_nan=False)
     eval_fraction: Probability = 0.2
     min_eval_per_class: int = Field(default=2, ge=0)
     supersample: int = Field(default=2, ge=1)
@@ -269,6 +276,27 @@ class SynthConfig(BaseModel):
         """The splits written: :data:`SPLITS`, plus :data:`DEGRADED_SPLIT` if on."""
         return (*SPLITS, DEGRADED_SPLIT) if self.degrade else SPLITS
 
+    def train_count(self, label: str) -> int:
+        """Train images of ``label``: ``per_class``, or its :attr:`long_tail` share."""
+        if self.long_tail is None:
+            return self.per_class
+        ranked = (
+            *(c for c in self.classes if c == ""),
+            *(c for c in self.classes if c),
+        )
+        if len(ranked) < 2:
+            return self.per_class
+        exponent = math.log(self.long_tail) / math.log(len(ranked))
+        rank = ranked.index(label)
+        share: float = float(rank + 1) ** -exponent
+        return max(1, round(self.per_class * share))
+
+    def split_count(self, split: str, label: str) -> int:
+        """Images of ``label`` in ``split``."""
+        if split == "train":
+            return self.train_count(label)
+        return self.per_class_counts()[split]
+
     def per_class_counts(self) -> dict[str, int]:
         """Images (with ``tracks``: tracks) per class for each split in :attr:`splits`.
 
@@ -287,9 +315,9 @@ class SynthConfig(BaseModel):
         Returns:
             The config fields (minus ``out_dir``, ``workers`` and ``overwrite``,
             and minus the ``degrade*`` and ``track*`` fields when ``degrade`` and
-            ``tracks`` are off, so such a dataset is described as before the
-            options existed) plus ``generator_version``, with tuples converted to
-            lists.
+            ``tracks`` are off, and ``long_tail`` when it is unset, so such a
+            dataset is described as before the options existed) plus
+            ``generator_version``, with tuples converted to lists.
         """
         data = {
             k: v
@@ -297,6 +325,7 @@ class SynthConfig(BaseModel):
             if k not in _RUNTIME_FIELDS
             and (self.degrade or not k.startswith(_DEGRADE_PREFIX))
             and (self.tracks or not k.startswith(TRACK_PREFIX))
+            and (self.long_tail is not None or k != "long_tail")
         }
         data["generator_version"] = GENERATOR_VERSION
         normalised: dict[str, Any] = json.loads(json.dumps(data))

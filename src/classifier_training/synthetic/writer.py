@@ -109,12 +109,11 @@ def _file_name(label: str, index: int) -> str:
 
 
 def _tasks(cfg: SynthConfig) -> list[_Task]:
-    counts = cfg.per_class_counts()
     tasks: list[_Task] = []
     for split in cfg.splits:
         image_dir = cfg.out_dir / split / IMAGES_DIRNAME
         for label in cfg.classes:
-            for index in range(counts[split]):
+            for index in range(cfg.split_count(split, label)):
                 if not cfg.tracks:
                     path = image_dir / _file_name(label, index)
                     tasks.append((split, label, index, None, str(path)))

@@ -113,6 +113,7 @@ def build_model(
             num_classes=datamodule.num_classes,
             class_names=datamodule.class_names,
             class_weights=datamodule.class_weights,
+            class_counts=datamodule.train_class_counts,
             **factories,
         )
     except hydra.errors.InstantiationException as error:
@@ -123,14 +124,26 @@ def build_model(
         raise ConfigError(
             f"model._target_ must build a BaseClassificationModel, got {type(model)}"
         )
-    if (
-        model.hparams["class_weighted_loss"]
-        and datamodule.config.sampler.mode != "disabled"
-    ):
+    sampler = datamodule.config.sampler
+    balanced_from_start = sampler.mode != "disabled" and not sampler.defer_epochs
+    loss = model.hparams["loss"]
+    corrections = [
+        *(
+            ["model.class_weighted_loss=true"]
+            if model.hparams["class_weighted_loss"]
+            else []
+        ),
+        *(
+            [f"model.loss={loss}"]
+            if loss in ("logit_adjusted", "balanced_softmax")
+            else []
+        ),
+    ]
+    if corrections and balanced_from_start:
         logger.warning(
-            "model.class_weighted_loss=true with data.sampler.mode="
-            f"{datamodule.config.sampler.mode}: both correct for imbalance, together "
-            "they over-correct; consider data.sampler.mode=disabled"
+            f"{' and '.join(corrections)} with data.sampler.mode={sampler.mode}: "
+            "both correct for imbalance, together they over-correct; consider "
+            "data.sampler.mode=disabled"
         )
     return model
 

@@ -15,7 +15,7 @@ logits: the temperature lives in the contract.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,16 @@ from classifier_training.core.contract import (
     write_labels_mapping,
 )
 from classifier_training.core.io import atomic_path
+from classifier_training.core.long_tail import (
+    per_class_top1,
+    rare_classes,
+    top1_rare,
+)
 from classifier_training.core.metrics import confusion_counts, per_class_scores
 from classifier_training.core.readers import ExcludedRows, display_name
 from classifier_training.core.run_files import (
+    ACCURACY_BY_COUNT_FILE,
+    EVAL_DIR,
     LABELS_MAPPING_FILE,
     MISTAKES_FILE,
     RELIABILITY_FILE,
@@ -55,6 +62,7 @@ from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.inference.evaluation import Evaluation, plot_mistakes
 from classifier_training.plots import save_figure
 from classifier_training.plots.calibration import plot_reliability
+from classifier_training.plots.long_tail import plot_accuracy_by_train_count
 from classifier_training.training.results import EVAL_SPLITS, split_metrics
 from classifier_training.types import TrainingData
 
@@ -221,9 +229,13 @@ def evaluate_best(
 
 
 def per_class_table(
-    logits: npt.NDArray[Any], targets: npt.NDArray[Any], class_names: list[str]
+    logits: npt.NDArray[Any],
+    targets: npt.NDArray[Any],
+    class_names: list[str],
+    train_counts: Sequence[int] | None = None,
 ) -> dict[str, dict[str, float | int]]:
-    """Precision, recall, F1 and support per class (display names, index order)."""
+    """Precision, recall, F1, support (and train rows, when given) per class
+    (display names, index order)."""
     matrix = confusion_counts(targets, logits.argmax(axis=1), len(class_names))
     scores = per_class_scores(matrix)
     return {
@@ -232,8 +244,45 @@ def per_class_table(
             "recall": float(scores["recall"][i]),
             "f1": float(scores["f1"][i]),
             "support": int(scores["support"][i]),
+            **({} if train_counts is None else {"train_count": int(train_counts[i])}),
         }
         for i, name in enumerate(class_names)
+    }
+
+
+def long_tail_view(
+    splits: Mapping[str, SplitLogits], data: TrainingData, output_dir: Path
+) -> dict[str, Any]:
+    """Top-1 on the rarest third of the classes per split, and its figure.
+
+    Returns:
+        ``rare_classes`` (display names), ``top1_rare`` per split and
+        ``figure`` (``eval/accuracy_by_train_count.png``); empty without
+        recorded train counts.
+    """
+    counts = data.contract.train_counts
+    if counts is None:
+        return {}
+    names = [display_name(n) for n in data.contract.class_names]
+    rare = rare_classes(counts)
+    panels, result = {}, {}
+    for split in EVAL_SPLITS:
+        if split not in splits or len(splits[split][1]) == 0:
+            continue
+        logits, targets = splits[split]
+        predicted = logits.argmax(axis=1)
+        result[split] = top1_rare(predicted, targets, counts)
+        panels[split] = per_class_top1(predicted, targets, len(names))
+    path = f"{EVAL_DIR}/{ACCURACY_BY_COUNT_FILE}"
+    (output_dir / EVAL_DIR).mkdir(parents=True, exist_ok=True)
+    save_figure(
+        plot_accuracy_by_train_count(panels, counts, names, rare.tolist()),
+        output_dir / path,
+    )
+    return {
+        "rare_classes": [names[i] for i in rare],
+        "top1_rare": result,
+        "figure": path,
     }
 
 
@@ -323,7 +372,9 @@ def finalize_run(
         logits, targets = splits[split]
         result[split] = {
             **calibration_summary(logits, targets, temperature),
-            "per_class": per_class_table(logits, targets, names),
+            "per_class": per_class_table(
+                logits, targets, names, data.contract.train_counts
+            ),
             "confident_mistakes": write_mistakes(
                 data, split, softmax(logits, temperature), targets, output_dir
             ),
@@ -334,6 +385,7 @@ def finalize_run(
         )
     save_figure(plot_reliability(panels, temperature), output_dir / RELIABILITY_FILE)
     result["reliability_diagram"] = RELIABILITY_FILE
+    result["long_tail"] = long_tail_view(splits, data, output_dir)
     contract = data.contract.model_copy(update={"temperature": temperature})
     write_labels_mapping(contract, output_dir / LABELS_MAPPING_FILE)
     if best is not None:

@@ -50,14 +50,25 @@ def split_metrics(results: Mapping[str, float], stage: str) -> dict[str, Any]:
 def add_post_fit(metrics: dict[str, Any], post_fit: dict[str, Any]) -> None:
     """Put the post-fit step's numbers into ``metrics`` (in place).
 
-    Each split's entry gets its per-class precision/recall/F1/support and most
-    confident mistakes beside its accuracy; ``metrics["calibration"]`` gets the
-    rest (temperature, ECE/NLL and risk-coverage per split, the diagram).
+    Each split's entry gets its per-class precision/recall/F1/support, most
+    confident mistakes and ``top1_rare`` (top-1 on the rarest third of the
+    classes by train count) beside its accuracy; ``metrics["long_tail"]`` names
+    those classes and the per-class top-1 against train count figure;
+    ``metrics["calibration"]`` gets the rest (temperature, ECE/NLL and
+    risk-coverage per split, the diagram).
     """
+    long_tail = post_fit.pop("long_tail", {})
     for split in EVAL_SPLITS:
         if split in metrics and split in post_fit:
             for key in ("per_class", "confident_mistakes"):
                 metrics[split][key] = post_fit[split].pop(key)
+        if split in metrics and split in long_tail.get("top1_rare", {}):
+            metrics[split]["top1_rare"] = long_tail["top1_rare"][split]
+    if long_tail:
+        metrics["long_tail"] = {
+            "rare_classes": long_tail["rare_classes"],
+            "figure": long_tail["figure"],
+        }
     metrics["calibration"] = post_fit
 
 

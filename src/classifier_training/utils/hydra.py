@@ -16,7 +16,7 @@ T = TypeVar("T", bound=type)
 # Constructor arguments that are filled in at run time from the data, never from
 # the config, so that they can never disagree with the dataset.
 RUNTIME_ARGS: frozenset[str] = frozenset(
-    {"num_classes", "class_names", "class_weights"}
+    {"num_classes", "class_names", "class_weights", "class_counts"}
 )
 # Constructor arguments filled in from their own config groups.
 GROUP_ARGS: frozenset[str] = frozenset({"optimizer", "scheduler"})
