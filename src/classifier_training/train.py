@@ -34,11 +34,13 @@ from classifier_training.training.builders import (
     effective_batch,
     find_checkpoint_callback,
     is_rank_zero,
+    precision_choice,
     processes_per_machine,
     register_configs,
     resolve_data_values,
     set_effective_batch,
 )
+from classifier_training.training.deployment import export_after_fit, prepare_export
 from classifier_training.training.messages import (
     forward_loguru_to_logging,
     silence_known_noise,
@@ -103,6 +105,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     datamodule = build_datamodule(cfg, processes_per_machine(trainer))
     model = build_model(cfg, datamodule)
     batch = set_effective_batch(model, trainer, datamodule.config.batch_size)
+    export = prepare_export(cfg, output_dir, Path(datamodule.config.data_root))
     with resume_hint_on_interrupt(trainer, callbacks):
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     best = checkpoint.best_model_path or None
@@ -112,7 +115,12 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
             eval_logits.splits, datamodule, Path(best) if best else None, output_dir
         )
         add_post_fit(metrics, post_fit)
+        metrics["export"] = export_after_fit(export, Path(best) if best else None)
     metrics.update(run_facts(trainer, datamodule, batch, best, started))
+    metrics["training_precision"] = {
+        **precision_choice(cfg).to_json(),
+        "channels_last": model.use_channels_last,
+    }
     if trainer.is_global_zero:
         publish_results(metrics, output_dir, loggers)
     return metrics
