@@ -168,6 +168,10 @@ def build_learned_demo(base: Path) -> LearnedDemo:
         "data.image_size=32",
         "trainer.max_epochs=8",
         "export.precisions=[fp32,int8]",
+        # The guard's default (0.5 point) is tested on the colour model; here the
+        # int8 file must be kept to measure agreement, and one of the 400 val
+        # rows is 0.25 point (benchmarks/README.md, Inference).
+        "export.max_drop=2.0",
         "~callbacks.rich_progress_bar",
         extra_env={"PYTHONPATH": str(REPO / "src")},
     )

@@ -384,6 +384,7 @@ def test_int8_of_a_trained_demo_agrees_with_fp32_on_the_test_crops(
     record = learned_demo.metrics["export"]["int8"]
     assert record["kept"] is True
     assert record["guard"]["split"] == "val"
+    assert record["guard"]["agreement"] >= 0.98
     assert record["guard"]["rows"] == 40 * len(LEARNED_CLASSES)  # eval share 0.2
     assert record == _summary(run / MODEL_ONNX)["int8"]
     assert "model.int8.onnx" in (run / REPORT_FILE).read_text()
