@@ -31,16 +31,26 @@ def _never_called() -> str | None:
     [
         (AVX2_ONLY, "x86_64", "32-true", "CPU without bf16 instructions"),
         ("", "x86_64", "32-true", "CPU without bf16 instructions"),
-        (ZEN4, "x86_64", "bf16-mixed", "CPU has avx512_bf16"),
-        (SAPPHIRE, "x86_64", "bf16-mixed", "CPU has amx_bf16"),
-        (GRAVITON, "aarch64", "bf16-mixed", "CPU has bf16"),
+        (
+            ZEN4,
+            "x86_64",
+            "32-true",
+            "CPU has avx512_bf16 but no AMX: bf16 not faster there",
+        ),
+        (SAPPHIRE, "x86_64", "bf16-mixed", "CPU has amx_bf16 (AMX)"),
+        (
+            GRAVITON,
+            "aarch64",
+            "32-true",
+            "CPU has bf16 but no AMX: bf16 not faster there",
+        ),
     ],
 )
 def test_auto_on_a_cpu_follows_its_bf16_flags(
     text: str, arch: str, expected: str, flags: str
 ) -> None:
     cpu = parse_cpuinfo(text, arch)
-    trial = _works if cpu.has_bf16 else _never_called
+    trial = _works if expected == "bf16-mixed" else _never_called
     choice = choose_precision(AUTO, "cpu", cpu, cpu_trial=trial)
     assert (choice.precision, choice.reason) == (expected, flags)
     assert choice.describe() == f"trainer.precision=auto: {expected} ({flags})"
@@ -54,11 +64,14 @@ def test_auto_on_a_cpu_follows_its_bf16_flags(
 
 def test_auto_falls_back_to_fp32_when_the_bf16_trial_fails() -> None:
     choice = choose_precision(
-        AUTO, "cpu", parse_cpuinfo(ZEN4, "x86_64"), cpu_trial=lambda: "RuntimeError: x"
+        AUTO,
+        "cpu",
+        parse_cpuinfo(SAPPHIRE, "x86_64"),
+        cpu_trial=lambda: "RuntimeError: x",
     )
     assert choice.precision == "32-true"
     assert choice.reason == (
-        "CPU has avx512_bf16 but a bf16 trial step failed: RuntimeError: x"
+        "CPU has amx_bf16 but a bf16 trial step failed: RuntimeError: x"
     )
 
 

@@ -1,11 +1,13 @@
 """``trainer.precision=auto``: the precision this machine trains fastest in.
 
 On a CUDA GPU: ``bf16-mixed`` where the GPU computes in bf16 natively, else
-``16-mixed``. On a CPU: ``bf16-mixed`` when the CPU has bf16 instructions
-(:attr:`~classifier_training.core.cpu_features.CpuFeatures.has_bf16`) and one
-training step of a small network under bf16 autocast runs and gives finite
-numbers; otherwise ``32-true`` (without those instructions bf16 is emulated and
-slower than fp32). Elsewhere (Apple MPS) ``32-true``. Any other value of
+``16-mixed``. On a CPU: ``bf16-mixed`` when the CPU has the bf16 instructions
+of :data:`BF16_TRAINING_FLAGS` and one training step of a small network under
+bf16 autocast runs and gives finite numbers; otherwise ``32-true``. Without bf16
+instructions bf16 is emulated and slower than fp32; with ``avx512_bf16`` alone
+(no AMX) the demo trained slower in bf16 than in fp32 end to end on the
+reference machine (``benchmarks/README.md``, bf16 training), so such CPUs stay
+in fp32 too. Elsewhere (Apple MPS) ``32-true``. Any other value of
 ``trainer.precision`` is used as given. The choice is printed once when the
 trainer is built and recorded in ``metrics.json`` (``training_precision``).
 """
@@ -23,6 +25,10 @@ from classifier_training.core.cpu_features import BF16_FLAGS, CpuFeatures, cpu_f
 
 #: The value of ``trainer.precision`` that asks for this module's choice.
 AUTO = "auto"
+#: CPU flags with which ``auto`` trains in bf16: AMX's bf16 tiles. The other bf16
+#: flags (``avx512_bf16``, ARM ``bf16``) were not faster end to end where measured
+#: (``benchmarks/README.md``); add one here once a measurement shows a gain.
+BF16_TRAINING_FLAGS = frozenset({"amx_bf16"})
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,13 @@ def choose_precision(
         return PrecisionChoice(
             requested, "32-true", device, "CPU without bf16 instructions"
         )
+    if not cpu.flags & BF16_TRAINING_FLAGS:
+        return PrecisionChoice(
+            requested,
+            "32-true",
+            device,
+            f"CPU has {' '.join(bf16_flags)} but no AMX: bf16 not faster there",
+        )
     failure = cpu_trial()
     if failure is not None:
         return PrecisionChoice(
@@ -150,7 +163,7 @@ def choose_precision(
             f"CPU has {' '.join(bf16_flags)} but a bf16 trial step failed: {failure}",
         )
     return PrecisionChoice(
-        requested, "bf16-mixed", device, f"CPU has {' '.join(bf16_flags)}"
+        requested, "bf16-mixed", device, f"CPU has {' '.join(bf16_flags)} (AMX)"
     )
 
 
