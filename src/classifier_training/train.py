@@ -3,8 +3,10 @@
 Composes the Hydra config, builds data module, model, callbacks, loggers and
 trainer (:mod:`~classifier_training.training.builders`), fits, scores the best
 checkpoint on val and test and calibrates it on those logits
-(:mod:`~classifier_training.training.postfit`), then writes ``metrics.json`` and
-prints a summary (:mod:`~classifier_training.training.results`). Errors of the
+(:mod:`~classifier_training.training.postfit`), writes the int8/fp16 files
+``export.precisions`` asks for (:mod:`~classifier_training.training.deployment`),
+then writes ``metrics.json`` and prints a summary
+(:mod:`~classifier_training.training.results`). Errors of the
 user's input (:class:`~classifier_training.core.errors.ClassifierError`) end in
 one line and exit 2; anything else is a bug and keeps its traceback. Ctrl-C ends
 with the command that resumes the run (:mod:`~classifier_training.training.resume`).
