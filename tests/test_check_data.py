@@ -15,6 +15,7 @@ from PIL import Image
 from classifier_training.check_data import main
 from classifier_training.core.readers import canonical_split
 from tests.helpers import write_jsonl_split
+from tests.test_near_duplicates import SIZE, changed, cut, grid, photo
 from tests.test_validation import add_rows, row
 
 
@@ -174,3 +175,219 @@ def test_rich_report_and_exit_codes(
     assert "FAILED: 1 error(s)" in out
     assert main([str(tmp_path / "nope")]) == 2
     assert "data root folder does not exist" in capsys.readouterr().err
+
+
+def write_tiles(split_dir: Path, tiles: list[tuple[str, np.ndarray]]) -> None:
+    """Save ``(name, pixels)`` tiles as PNG, one JSONL row each (label by parity)."""
+    (split_dir / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index, (name, pixels) in enumerate(tiles):
+        Image.fromarray(pixels).save(split_dir / "images" / f"{name}.png")
+        lines.append(row(f"images/{name}.png", str(index % 2)))
+    (split_dir / "annotations.jsonl").write_text(
+        "\n".join(lines) + "\n", encoding="utf-8"
+    )
+
+
+def make_planted_dataset(root: Path) -> set[tuple[str, str]]:
+    """Tiles of real photographs; test holds distinct tiles and 6 changed copies
+    of train tiles, train one shifted copy of its own. Returns the planted
+    (test file, train file) pairs."""
+    places = grid(("astronaut", "coffee", "chelsea"))[:30]
+    photos = {name: photo(name) for name, _, _ in places}
+    train = [(f"t{i}", cut(photos[n], y, x)) for i, (n, y, x) in enumerate(places)]
+    name, y, x = places[0]
+    train.append(("t0_shifted", cut(photos[name], y + 2, x + 3)))
+    test = [
+        (f"d{i}", cut(photos[n], y + SIZE, x))
+        for i, (n, y, x) in enumerate(places[::3])
+    ]
+    planted = set()
+    for kind, index in enumerate(range(4, 28, 4)):
+        name, y, x = places[index]
+        test.append((f"copy{index}", changed(photos[name], y, x, kind)))
+        planted.add((f"copy{index}.png", f"t{index}.png"))
+    rocket = photo("rocket")
+    valid = [(f"v{i}", cut(rocket, 8 + 80 * i, 100)) for i in range(4)]
+    write_tiles(root / "train", train)
+    write_tiles(root / "test", test)
+    write_tiles(root / "valid", valid)
+    return planted
+
+
+def test_planted_near_duplicates_are_found_and_distinct_tiles_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "d"
+    planted = make_planted_dataset(root)
+    out = tmp_path / "figures"
+    assert main([str(root), "--json", "--out", str(out)]) == 0  # warnings only
+    result = json.loads(capsys.readouterr().out)
+    near = result["near_duplicates"]
+    found = {
+        (Path(p["files"][0]["path"]).name, Path(p["files"][1]["path"]).name)
+        for p in near["cross_split"]
+    }
+    assert found <= planted  # no distinct tile reported
+    assert len(found) >= 5  # at most one soft tile missed
+    assert all(
+        [f["split"] for f in p["files"]] == ["test", "train"]
+        for p in near["cross_split"]
+    )
+    scores = [p["score"] for p in near["cross_split"]]
+    assert scores == sorted(scores, reverse=True)
+    assert min(scores) >= near["threshold"]
+    assert near["within_split"]["train"]["clusters"] == 1
+    assert {Path(p).name for p in near["within_split"]["train"]["largest"]} == {
+        "t0.png",
+        "t0_shifted.png",
+    }
+    assert near["within_split"]["test"]["clusters"] == 0
+    assert Path(near["figure"]) == out / "near_duplicates.png"
+    with Image.open(out / "near_duplicates.png") as figure:
+        assert figure.height > 96 * len(found)
+    (warning,) = [p for p in result["problems"] if "near-duplicate" in p["message"]]
+    assert warning["severity"] == "warning"
+    assert f"{len(found)} near-duplicate pair(s)" in warning["message"]
+    # a stricter threshold reports fewer; the check can be left out
+    assert main([str(root), "--json", "--threshold", "0.999"]) == 0
+    strict = json.loads(capsys.readouterr().out)["near_duplicates"]["cross_split"]
+    assert len(strict) < len(found)
+    assert main([str(root), "--json", "--no-near-duplicates"]) == 0
+    assert "near_duplicates" not in json.loads(capsys.readouterr().out)
+    assert main([str(root), "--threshold", "1.5"]) == 2
+
+
+def test_signatures_are_computed_once_and_reused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_clean_dataset(tmp_path / "d")
+    cache = tmp_path / "cache"
+    args = [str(root), "--json", "--cache-dir", str(cache)]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)["near_duplicates"]["signatures"]
+    assert first["computed"] == 21
+    assert first["reused"] == 0
+    assert main(args) == 0
+    second = json.loads(capsys.readouterr().out)["near_duplicates"]["signatures"]
+    assert (second["computed"], second["reused"]) == (0, 21)
+    # a changed file gets a new signature; a copy reuses its original's
+    changed_image = root / "test" / "images" / "c0_0.png"
+    Image.new("RGB", (20, 20), (1, 2, 3)).save(changed_image)
+    shutil.copy(
+        root / "train" / "images" / "c1_0.png", root / "train" / "images" / "x.png"
+    )
+    add_rows(root / "train", row("images/x.png", "7"))
+    assert main(args) == 0
+    third = json.loads(capsys.readouterr().out)["near_duplicates"]["signatures"]
+    assert (third["computed"], third["reused"]) == (1, 21)
+
+
+def grouped_rows(split_dir: Path, rows: list[tuple[str, str, object]]) -> Path:
+    """Rows ``(image, label, track)`` over the split's images (``None``: no key)."""
+    jsonl = split_dir / "annotations.jsonl"
+    lines = [
+        json.dumps(
+            {"image": image, "suffix": label}
+            | ({} if track is None else {"metadata": {"clip": {"track": track}}})
+        )
+        for image, label, track in rows
+    ]
+    jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return jsonl
+
+
+def test_group_report_conflicts_and_leaks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_clean_dataset(tmp_path / "d")
+    train = grouped_rows(
+        root / "train",
+        [
+            ("images/c0_0.png", "7", "a"),
+            ("images/c0_1.png", "7", "a"),
+            ("images/c0_2.png", "17", "a"),  # conflict: 7 x2, 17 x1
+            ("images/c1_0.png", "", "a"),  # unreadable number: no conflict
+            ("images/c1_1.png", "23", "b"),
+            ("images/c1_2.png", "", "b"),
+            ("images/c2_0.png", "23", None),  # own group
+            ("images/c2_1.png", "7", "leaky"),
+            ("images/c2_2.png", "23", 5),
+        ],
+    )
+    test = grouped_rows(
+        root / "test",
+        [
+            (f"images/c{i}_{j}.png", "7", "leaky" if i == 2 else f"t{i}")
+            for i in range(3)
+            for j in range(2)
+        ],
+    )
+    grouped_rows(
+        root / "valid", [("images/c0_0.png", "7", "v"), ("images/c0_1.png", "23", None)]
+    )
+    assert main([str(root), "--json", "--group-by", "clip.track"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    groups = result["groups"]
+    assert groups["splits"]["train"] == {
+        "rows": 9,
+        "groups": 5,
+        "rows_without_key": 1,
+        "frames_per_group": {"min": 1, "median": 1.0, "max": 4},
+    }
+    assert groups["splits"]["test"]["frames_per_group"] == {
+        "min": 2,
+        "median": 2.0,
+        "max": 2,
+    }
+    (conflict,) = groups["conflicts"]
+    assert conflict == {
+        "split": "train",
+        "group": "a",
+        "labels": {"7": 2, "17": 1},
+        "majority": "7",
+        "disagreeing": [f"{train}:3"],
+    }
+    (leak,) = groups["leaks"]
+    assert leak == {
+        "value": "leaky",
+        "splits": ["train", "test"],
+        "rows": {"train": 1, "test": 2},
+        "first": {"train": f"{train}:8", "test": f"{test}:5"},
+    }
+    errors = [p for p in result["problems"] if p["severity"] == "error"]
+    assert [e["where"] for e in errors] == [f"{train}:8"]
+    assert "group clip.track='leaky' is in several splits" in errors[0]["message"]
+    warnings = [
+        p["message"] for p in result["problems"] if "label conflict" in p["message"]
+    ]
+    assert len(warnings) == 1
+    assert f"{train}:3" in warnings[0]
+    # the text report lists them too and ends with the summary line
+    assert main([str(root), "--group-by", "clip.track"]) == 1
+    text = capsys.readouterr().out
+    assert "groups by clip.track" in text
+    assert "1/1/4" in text
+    lines = text.strip().splitlines()
+    assert lines[-1].startswith("checked 17 row(s), 17 image(s) decoded (0 unreadable)")
+    assert "groups by clip.track" in lines[-1]
+    assert lines[-1].endswith(" s")
+
+
+def test_group_key_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_clean_dataset(tmp_path / "d")
+    assert main([str(root), "--group-by", "track_id"]) == 2
+    err = capsys.readouterr().err
+    assert "no row has metadata.track_id" in err
+    assert str(root / "train") in err
+    assert main([str(root), "--group-by", "a..b"]) == 2
+    assert "dotted path" in capsys.readouterr().err
+    folders = tmp_path / "f"
+    for split in ("train", "valid"):
+        for label in ("1", "2"):
+            (folders / split / label).mkdir(parents=True)
+            Image.new("RGB", (8, 8), (int(label) * 80, 0, 0)).save(
+                folders / split / label / "a.png"
+            )
+    assert main([str(folders), "--group-by", "track_id"]) == 2
+    assert "class-folder layout has none" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import pytest
 from classifier_training.core.confident_learning import (
     class_thresholds,
     find_label_issues,
+    label_reason,
 )
 
 # Three classes. Rows 0-2 labelled 0, rows 3-5 labelled 1, rows 6-7 labelled 2.
@@ -59,3 +60,17 @@ def test_bad_shapes_are_refused() -> None:
         find_label_issues(PROBS, LABELS[:3])
     with pytest.raises(ValueError, match="class indices"):
         find_label_issues(PROBS, np.full(8, 3))
+
+
+@pytest.mark.parametrize(
+    ("given", "suggested", "reason"),
+    [
+        ("18", "13", "likely_wrong_label"),
+        ("18", "", "likely_unreadable"),
+        ("", "18", "likely_readable"),
+    ],
+)
+def test_the_reason_names_the_empty_label_when_it_is_involved(
+    given: str, suggested: str, reason: str
+) -> None:
+    assert label_reason(given, suggested) == reason

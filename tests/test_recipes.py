@@ -57,9 +57,9 @@ def noise_image(size: int = 32, seed: int = 0) -> Image.Image:
     return Image.fromarray(pixels, mode="RGB")
 
 
-def test_digits_gives_the_same_tensors_as_before() -> None:
-    """The pipeline of the digits preset before this issue, written out by hand:
-    same random draws, same pixels."""
+def test_digits_preset_matches_its_hand_written_pipeline() -> None:
+    """The digits preset's pipeline, written out by hand with torchvision: same
+    random draws, same pixels."""
     config = preset_config("digits")
     fill = list(mean_fill(config.mean))
     before = v2.Compose(

@@ -10,8 +10,12 @@ import pytest
 from classifier_training.core.tracks import (
     TrackAnswer,
     aggregate_track,
+    answer_tracks,
+    at_threshold,
     check_rule,
     score_tracks,
+    track_risk_coverage,
+    track_truths,
 )
 
 NAMES = ["", "13", "18"]
@@ -103,3 +107,47 @@ def test_score_counts_abstentions_as_wrong_but_reports_coverage() -> None:
     assert score.top1 == 0.5
     assert score.coverage == 0.75
     assert score.accuracy_answered == pytest.approx(2 / 3)
+
+
+def test_rows_of_many_tracks_are_answered_per_track_in_first_seen_order() -> None:
+    probs = [*TRACK, [0.1, 0.1, 0.8], [0.9, 0.05, 0.05]]
+    groups = ["t1", "t1", "t2", "t1", "t2", "t3"]
+    answers = answer_tracks(probs, NAMES, groups, "mean")
+    assert list(answers) == ["t1", "t2", "t3"]
+    # t1: frames 0 (illegible), 1, 3 -> 13 with (0.8 + 0.45) / 2; t2: frames 2, 4.
+    assert answers["t1"] == aggregate_track(
+        [TRACK[0], TRACK[1], TRACK[3]], NAMES, "mean"
+    )
+    assert answers["t1"].confidence == pytest.approx((0.8 + 0.45) / 2)
+    assert answers["t2"].label == "18"
+    assert answers["t2"].confidence == pytest.approx((0.6 + 0.8 / 0.9) / 2)
+    assert answers["t3"] == TrackAnswer("", pytest.approx(0.9), "", 1, 0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="2 track ids for 6 rows"):
+        answer_tracks(probs, NAMES, ["a", "b"])
+
+
+def test_track_truth_is_the_most_frequent_number_of_its_rows() -> None:
+    truths = track_truths(
+        ["", "13", "18", "13", "", ""], ["a", "a", "a", "a", "b", "c"]
+    )
+    assert truths == {"a": "13", "b": "", "c": ""}
+
+
+def test_track_risk_coverage_rethresholds_the_answers() -> None:
+    answers = [
+        TrackAnswer("13", 0.95, "13", 5, 3),
+        TrackAnswer("18", 0.75, "18", 5, 2),
+        TrackAnswer("7", 0.55, "7", 5, 5),
+        TrackAnswer("", 0.9, "", 4, 0),
+    ]
+    truths = ["13", "13", "7", ""]
+    assert at_threshold(answers[1], 0.8).abstained
+    assert at_threshold(TrackAnswer(None, 0.7, "7", 1, 1), 0.5).label == "7"
+    table = track_risk_coverage(answers, truths, (0.0, 0.7, 0.92, 0.99))
+    assert [row["kept"] for row in table] == [4, 3, 1, 0]
+    assert [row["coverage"] for row in table] == [1.0, 0.75, 0.25, 0.0]
+    assert table[0]["accuracy"] == 0.75  # track top-1: one wrong answer
+    assert table[1]["accuracy"] == pytest.approx(2 / 3)
+    assert table[2]["accuracy"] == 1.0
+    assert table[3]["accuracy"] == 1.0  # nothing answered, nothing wrong
+    assert table[1]["risk"] == pytest.approx(1 / 3)

@@ -48,7 +48,9 @@ class SamplerConfig(_Frozen):
             ``manual`` draws each class in proportion to ``class_weights``.
         class_weights: Relative draw probability per class name (``manual`` mode).
             Classes not listed get 1.0; a name that is not a train class is an error.
-        num_samples: Draws per epoch for the weighted modes (default: train rows).
+        num_samples: Draws per epoch for the weighted modes (default: train rows),
+            shared among the processes and rounded down to whole batches
+            (:func:`~classifier_training.data.sampler.draws_per_rank`).
     """
 
     mode: Literal["disabled", "auto", "manual"] = "auto"
@@ -384,6 +386,18 @@ class DataModuleConfig(_Frozen):
         group_key: The JSONL ``metadata`` field (a dotted path, e.g. ``track_id``)
             that says which rows belong together (one player track); ``null``:
             every row stands alone. See :mod:`classifier_training.core.groups`.
+        check_leakage: Before fitting, count near-duplicate images across the
+            splits (and, with ``group_key``, groups in several splits), warn in
+            one line and record the counts in ``metrics.json`` (``data.leakage``).
+            Signatures and counts are kept in ``cache_dir``, so only the first run
+            on a dataset decodes and searches; ``false`` skips it.
+        exclude_rows: A row list (:mod:`classifier_training.core.row_refs`): a
+            text file naming train rows to leave out of training, one per line
+            (``train/annotations.jsonl:17``, or the image path of a class-folder
+            row, relative to ``data_root``). The image cache still holds every
+            train row, so runs that leave out different rows share it.
+            ``classifier-audit-labels`` trains each fold with one and writes
+            ``flagged_train_rows.txt``, to retrain without the flagged rows.
     """
 
     data_root: Path
@@ -404,6 +418,8 @@ class DataModuleConfig(_Frozen):
     cache: CacheMode = "none"
     cache_dir: Path | None = None
     group_key: str | None = None
+    check_leakage: bool = True
+    exclude_rows: Path | None = None
 
     @field_validator("group_key")
     @classmethod

@@ -27,6 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from classifier_training.core.errors import USER_ERROR_EXIT_CODE, ClassifierError
+from classifier_training.data.leakage_check import check_leakage
 from classifier_training.training.builders import (
     build_callbacks,
     build_datamodule,
@@ -105,6 +106,12 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     # this machine will share its image cache.
     trainer = build_trainer(cfg, [*callbacks, eval_logits], loggers)
     datamodule = build_datamodule(cfg, processes_per_machine(trainer))
+    # One rank counts near-duplicates and group leaks across the splits (warns).
+    leakage = (
+        check_leakage(datamodule.config, datamodule.split_samples)
+        if trainer.is_global_zero
+        else None
+    )
     model = build_model(cfg, datamodule)
     batch = set_effective_batch(model, trainer, datamodule.config.batch_size)
     export = prepare_export(cfg, output_dir, Path(datamodule.config.data_root))
@@ -119,6 +126,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         add_post_fit(metrics, post_fit)
         metrics["export"] = export_after_fit(export, Path(best) if best else None)
     metrics.update(run_facts(trainer, datamodule, batch, best, started))
+    metrics["data"]["leakage"] = leakage
     metrics["training_precision"] = {
         **precision_choice(cfg).to_json(),
         "channels_last": model.use_channels_last,

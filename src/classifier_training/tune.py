@@ -68,6 +68,7 @@ from classifier_training.core.errors import UsageError, run_command
 from classifier_training.report.runs import (
     FAILED,
     PRUNED,
+    child_error_line,
     first_line,
     flatten,
     monitor_of,
@@ -334,7 +335,7 @@ class TrialRunner:
             code = process.wait()
         try:
             if code != 0:
-                raise TrialFailedError(_error_from(tail, code))
+                raise TrialFailedError(child_error_line(tail, code))
             record = read_run(trial_dir)
             value = record.monitored
             if value is None:
@@ -368,15 +369,6 @@ def _pruned_epoch(trial: optuna.Trial) -> int | None:
             epoch = stored.user_attrs.get(PRUNED_ATTR)
             return int(epoch) if epoch is not None else None
     return None
-
-
-def _error_from(lines: Sequence[str], code: int) -> str:
-    """The trial's one-line error: its ``error: ...`` line, else its last line."""
-    for line in reversed(lines):
-        if line.startswith("error: "):
-            return first_line(line.removeprefix("error: "))
-    last = next((first_line(line) for line in reversed(lines) if line.strip()), "")
-    return f"exit {code}: {last}" if last else f"exit {code}"
 
 
 def _default_study_dir() -> Path:

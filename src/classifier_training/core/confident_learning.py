@@ -15,17 +15,53 @@ probabilities (each row predicted by a model that did not train on it):
 
 Written here (numpy, a few lines) because the reference implementation, cleanlab,
 is AGPL-licensed and cannot be a dependency of this project.
+
+Each flagged row gets a :data:`Reason` for the reviewer: :func:`label_reason`
+tells a wrong number from a crop read as unreadable (or readable) by whether the
+empty label ``""`` is involved.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 #: A class with no row of its own gets this threshold (it can never be clear).
 _UNSEEN_THRESHOLD = np.inf
+
+Reason = Literal[
+    "likely_wrong_label", "likely_unreadable", "likely_readable", "track_disagrees"
+]
+#: What each reason means, for the review page and the terminal.
+REASONS: dict[Reason, str] = {
+    "likely_wrong_label": "the model confidently reads another label",
+    "likely_unreadable": 'labelled with a number the model reads as "" (no '
+    "readable number)",
+    "likely_readable": 'labelled "" (no readable number) but the model reads a number',
+    "track_disagrees": "other frames of the same track carry another label",
+}
+
+
+def label_reason(given: str, suggested: str) -> Reason:
+    """Why confident learning flags a row labelled ``given`` and read as ``suggested``.
+
+    Args:
+        given: The given label (``""``: no readable number).
+        suggested: The label the model confidently reads instead.
+
+    Returns:
+        ``likely_unreadable`` when the model reads ``""`` for a label,
+        ``likely_readable`` when it reads a label for ``""``, else
+        ``likely_wrong_label``.
+    """
+    if given and not suggested:
+        return "likely_unreadable"
+    if suggested and not given:
+        return "likely_readable"
+    return "likely_wrong_label"
 
 
 @dataclass(frozen=True, slots=True)

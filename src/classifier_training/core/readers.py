@@ -12,6 +12,7 @@ Two layouts are supported and detected per split:
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -166,12 +167,14 @@ def _resolve_inside(base: Path, split_dir: Path, relative: str, where: str) -> P
             f"{where}: image path {relative!r} is absolute; use a path "
             "relative to the annotation file"
         )
-    resolved = (base / candidate).resolve()
-    if not resolved.is_relative_to(split_dir.resolve()):
+    # Lexical, not resolved: a symbolic link inside the split folder is inside it
+    # (classifier-split --link symlink), while "../" still leaves it.
+    path = Path(os.path.abspath(base / candidate))
+    if not path.is_relative_to(os.path.abspath(split_dir)):
         raise DataError(
             f"{where}: image path {relative!r} escapes the split folder {split_dir}"
         )
-    return resolved
+    return path
 
 
 def parse_jsonl_line(text: str, jsonl: Path, line_no: int, split_dir: Path) -> Sample:

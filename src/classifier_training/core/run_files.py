@@ -21,6 +21,15 @@ reads everything else. Writers and readers import the names from here::
 An evaluation folder (``classifier-evaluate``) holds ``summary.json``,
 ``confusion_matrix.png``, ``mistakes.png`` and ``report.html``.
 
+A label-audit folder (``classifier-audit-labels --out``)::
+
+    AUDIT/
+    ├── label_issues.jsonl, label_issues.html   flagged rows, the review page
+    ├── summary.json                            counts, class pairs, folds
+    ├── flagged_train_rows.txt                  a row list for data.exclude_rows
+    ├── cache/                                  the folds' shared image cache
+    └── folds/<k>/held_out_rows.txt, fold.json, predictions.npz, run/ (a run folder)
+
 A sweep folder (``classifier-train -m``: Hydra's ``multirun/``, or a
 ``classifier-tune`` study) holds one run folder per job::
 
@@ -66,6 +75,8 @@ CONFUSION_PNG = "confusion_matrix.png"
 CONFUSION_JSON = "confusion_matrix.json"
 SAMPLE_PREDICTIONS_FILE = "sample_predictions.png"
 MISTAKES_FILE = "mistakes.png"
+#: ``classifier-evaluate --group-by``: a strip of frames per worst track.
+WORST_TRACKS_FILE = "worst_tracks.png"
 #: The evaluation of the best checkpoint at the end of training.
 EVAL_DIR = "eval"
 HISTORY_DIR = "training_history"
@@ -86,6 +97,21 @@ SWEEP_SETTINGS_CSV = "summary_settings.csv"
 COMPARE_FILE = "compare.html"
 #: ``classifier-tune``'s Optuna study (SQLite), in the study folder.
 STUDY_DB = "study.db"
+#: ``classifier-audit-labels``: the flagged rows, most suspicious first.
+LABEL_ISSUES_FILE = "label_issues.jsonl"
+#: ``classifier-audit-labels``: the review page.
+LABEL_ISSUES_HTML = "label_issues.html"
+#: ``classifier-audit-labels``: the flagged train rows, as a row list.
+FLAGGED_ROWS_FILE = "flagged_train_rows.txt"
+#: ``classifier-audit-labels``: one folder per fold (``folds/<k>``), holding
+#: the rows it held out, its record, its predictions and its run folder.
+FOLDS_DIR = "folds"
+HELD_OUT_FILE = "held_out_rows.txt"
+FOLD_FILE = "fold.json"
+FOLD_PREDICTIONS_FILE = "predictions.npz"
+FOLD_RUN_DIR = "run"
+#: ``classifier-audit-labels``: the disk image cache the folds share.
+AUDIT_CACHE_DIR = "cache"
 #: ``classifier-export``'s record of each precision written: files, checks and
 #: the accuracy guard's figures.
 EXPORT_SUMMARY_FILE = "export_summary.json"

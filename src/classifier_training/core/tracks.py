@@ -26,11 +26,14 @@ every frame is legible and the rules run over all classes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
+
+from classifier_training.core.calibration import COVERAGE_THRESHOLDS
+from classifier_training.core.groups import group_label
 
 AggregationRule = Literal["logprob", "mean", "vote"]
 AGGREGATION_RULES: tuple[str, ...] = get_args(AggregationRule)
@@ -198,3 +201,91 @@ def score_tracks(answers: Sequence[TrackAnswer], truths: Sequence[str]) -> Track
         answered=sum(answered),
         correct_answered=sum(h and a for h, a in zip(hits, answered, strict=True)),
     )
+
+
+def track_rows(groups: Sequence[str]) -> dict[str, list[int]]:
+    """Row indices of each track, tracks in order of first appearance.
+
+    Args:
+        groups: The track id of each row.
+    """
+    rows: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        rows.setdefault(group, []).append(index)
+    return rows
+
+
+def answer_tracks(
+    probs: npt.ArrayLike,
+    class_names: Sequence[str],
+    groups: Sequence[str],
+    rule: AggregationRule = DEFAULT_RULE,
+    min_confidence: float = 0.0,
+) -> dict[str, TrackAnswer]:
+    """One answer per track from per-row probabilities.
+
+    Args:
+        probs: ``N x C`` per-row probabilities.
+        class_names: The ``C`` class names in index order.
+        groups: The track id of each of the ``N`` rows.
+        rule: The aggregation rule.
+        min_confidence: Abstain below this confidence.
+
+    Returns:
+        Track id to answer, tracks in order of first appearance.
+    """
+    table = np.asarray(probs, dtype=np.float64)
+    if len(groups) != len(table):
+        raise ValueError(f"{len(groups)} track ids for {len(table)} rows")
+    return {
+        group: aggregate_track(table[rows], class_names, rule, min_confidence)
+        for group, rows in track_rows(groups).items()
+    }
+
+
+def track_truths(labels: Sequence[str], groups: Sequence[str]) -> dict[str, str]:
+    """The true label of each track (:func:`~.groups.group_label` of its rows).
+
+    Args:
+        labels: The label of each row.
+        groups: The track id of each row.
+
+    Returns:
+        Track id to label, tracks in order of first appearance.
+    """
+    return {
+        group: group_label(labels[i] for i in rows)
+        for group, rows in track_rows(groups).items()
+    }
+
+
+def at_threshold(answer: TrackAnswer, min_confidence: float) -> TrackAnswer:
+    """``answer`` as :func:`aggregate_track` gives it with ``min_confidence``."""
+    label = answer.best if answer.confidence >= min_confidence else None
+    return replace(answer, label=label)
+
+
+def track_risk_coverage(
+    answers: Sequence[TrackAnswer],
+    truths: Sequence[str],
+    thresholds: Sequence[float] = COVERAGE_THRESHOLDS,
+) -> list[dict[str, float | int]]:
+    """Coverage and accuracy of the tracks answered at each confidence threshold.
+
+    The track-level twin of :func:`~.calibration.risk_coverage`, with the same
+    columns: ``threshold``, ``kept`` (tracks answered), ``coverage``,
+    ``accuracy`` (on the answered tracks; 1.0 when none is) and ``risk``.
+    """
+    table: list[dict[str, float | int]] = []
+    for threshold in thresholds:
+        score = score_tracks([at_threshold(a, threshold) for a in answers], truths)
+        table.append(
+            {
+                "threshold": float(threshold),
+                "kept": score.answered,
+                "coverage": score.coverage,
+                "accuracy": score.accuracy_answered,
+                "risk": 1.0 - score.accuracy_answered,
+            }
+        )
+    return table

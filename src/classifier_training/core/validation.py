@@ -4,7 +4,10 @@ One fast pass reads the annotations and each image's *header* (``PIL.Image.open`
 decodes nothing). A cheap tail check (JPEG end-of-image marker, PNG ``IEND``
 chunk) catches truncated files without decoding them; only a file that fails it
 is decoded to confirm. ``decode=True`` (``classifier-check-data``) decodes every
-image and can hash its content for the leakage report.
+image and can hash its content for the leakage report, and put each image's
+near-duplicate signature into a
+:class:`~classifier_training.core.signature_cache.SignatureCache` in the same
+pass (only for images the cache does not hold yet).
 
 Problems are collected, never raised one at a time: the report lists each as
 ``file:line: what is wrong`` (JSONL) or ``image path: what is wrong``
@@ -41,6 +44,7 @@ from classifier_training.core.image_io import (
     load_image,
     open_image,
 )
+from classifier_training.core.near_duplicates import signature
 from classifier_training.core.readers import (
     DataError,
     Problem,
@@ -53,6 +57,7 @@ from classifier_training.core.readers import (
     split_known,
     too_few_classes,
 )
+from classifier_training.core.signature_cache import SignatureCache, content_digest
 
 BadImagePolicy = Literal["error", "skip"]  # data.on_bad_image
 
@@ -68,12 +73,15 @@ class ImageCheck:
         problem: What is wrong with it, or ``None`` when it is readable.
         size: ``(width, height)`` as declared in the header.
         pixel_hash: SHA-256 of the decoded RGB pixels (only when hashing).
+        content_digest: SHA-256 of the file's bytes, the key of its
+            near-duplicate signature (only when signatures are asked for).
     """
 
     path: Path
     problem: str | None = None
     size: tuple[int, int] | None = None
     pixel_hash: str | None = None
+    content_digest: str | None = None
 
 
 def _tail_looks_complete(path: Path, image_format: str | None) -> bool:
@@ -115,7 +123,10 @@ def _decode_problem(error: BaseException) -> str:
 
 
 def check_image(
-    path: Path, decode: bool = False, hash_content: bool = False
+    path: Path,
+    decode: bool = False,
+    hash_content: bool = False,
+    signatures: SignatureCache | None = None,
 ) -> ImageCheck:
     """Check that ``path`` is a readable image (header, or full decode).
 
@@ -125,6 +136,8 @@ def check_image(
             truncated are decoded).
         hash_content: Also hash the decoded pixels (implies ``decode``), for the
             leakage report.
+        signatures: Also make sure the image's near-duplicate signature is in
+            this cache (implies ``decode``; computed only when absent).
 
     Returns:
         The check's result; ``problem`` says what is wrong, if anything.
@@ -150,18 +163,30 @@ def check_image(
         return ImageCheck(path, "not an image (unrecognised file format)")
     except (OSError, SyntaxError, ValueError) as error:
         return ImageCheck(path, f"corrupt image header ({error})")
-    decode = decode or hash_content or not _tail_looks_complete(path, image_format)
+    decode = (
+        decode
+        or hash_content
+        or signatures is not None
+        or not _tail_looks_complete(path, image_format)
+    )
     if not decode:
         return ImageCheck(path, size=size)
     try:
         rgb = load_image(path)
     except Exception as error:  # any decoder failure means the file is bad
         return ImageCheck(path, _decode_problem(error), size=size)
+    digest = None
+    if signatures is not None:
+        digest = content_digest(path)
+        if signatures.get(digest) is None:
+            signatures.put(digest, signature(np.asarray(rgb)))
     if not hash_content:
-        return ImageCheck(path, size=size)
+        return ImageCheck(path, size=size, content_digest=digest)
     pixels = hashlib.sha256(f"{rgb.size}".encode())
     pixels.update(np.ascontiguousarray(rgb).data)  # no copy of the pixels
-    return ImageCheck(path, size=size, pixel_hash=pixels.hexdigest())
+    return ImageCheck(
+        path, size=size, pixel_hash=pixels.hexdigest(), content_digest=digest
+    )
 
 
 def check_images(
@@ -170,6 +195,7 @@ def check_images(
     hash_content: bool = False,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    signatures: SignatureCache | None = None,
 ) -> dict[Path, ImageCheck]:
     """Check many images in a thread pool.
 
@@ -177,6 +203,7 @@ def check_images(
         paths: Image files (duplicates are checked once).
         decode: Decode every image fully.
         hash_content: Hash the decoded pixels.
+        signatures: Cache that receives each new near-duplicate signature.
         workers: Thread count (default:
             :func:`~classifier_training.core.image_io.image_threads`).
         progress: Called with 1 after each image.
@@ -187,7 +214,10 @@ def check_images(
     unique = list(dict.fromkeys(paths))
     results: dict[Path, ImageCheck] = {}
     with ThreadPoolExecutor(max_workers=workers or image_threads()) as pool:
-        for check in pool.map(lambda p: check_image(p, decode, hash_content), unique):
+        checks = pool.map(
+            lambda p: check_image(p, decode, hash_content, signatures), unique
+        )
+        for check in checks:
             results[check.path] = check
             if progress is not None:
                 progress(1)
@@ -335,6 +365,7 @@ def validate_dataset(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
     on_images_found: Callable[[int], None] | None = None,
+    signatures: SignatureCache | None = None,
 ) -> DataReport:
     """Check annotations, splits and images; collect every problem.
 
@@ -348,6 +379,8 @@ def validate_dataset(
         workers: Threads for the image pass.
         progress: Called with 1 after each image is checked.
         on_images_found: Called once with the number of distinct images.
+        signatures: Cache that receives the near-duplicate signature of each
+            image it lacks, computed in the decode pass.
 
     Returns:
         The report (never raises for data problems).
@@ -382,7 +415,9 @@ def validate_dataset(
     by_image = _rows_by_image(report.rows)
     if on_images_found is not None:
         on_images_found(len(by_image))
-    report.images = check_images(by_image, decode, hash_content, workers, progress)
+    report.images = check_images(
+        by_image, decode, hash_content, workers, progress, signatures
+    )
     severity: Literal["error", "warning"] = (
         "warning" if on_bad_image == "skip" else "error"
     )

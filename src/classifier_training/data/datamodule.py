@@ -46,6 +46,7 @@ from classifier_training.data.splits import (
     ClassedSplits,
     SplitRows,
     assign_classes,
+    leave_out_listed,
     read_splits,
     report_group_coverage,
 )
@@ -245,6 +246,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         resize = ResizeToInput(config.image_size, config.resize_mode, config.mean)
         decode: ImageLoader = DecodeAndResize(resize)
         rows = self._cached_rows(found.rows, found.skipped, resize, decode)
+        if config.exclude_rows is not None:
+            rows = leave_out_listed(rows, found, config.exclude_rows, config.data_root)
         classed = assign_classes(rows, self.split_dirs["train"])
         self.excluded = classed.excluded
         self.datasets = self._build_datasets(classed, decode)
@@ -264,6 +267,11 @@ class ImageFolderDataModule(L.LightningDataModule):
             self.seed,
         )
         self._contract = contract
+
+    @property
+    def group_key(self) -> str | None:
+        """``data.group_key``: the metadata field naming each row's track."""
+        return self.config.group_key
 
     def groups(self, split: str) -> list[str]:
         """The group id of each row of ``split``, in loader order.
@@ -312,6 +320,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         )
         eval_tf = build_eval_transform(config)
         logger.info(f"data.augment_on={config.augment_on}: on {self.augment_on}")
+        key = config.group_key
         return {
             split: JerseyNumberDataset(
                 samples,
@@ -319,6 +328,12 @@ class ImageFolderDataModule(L.LightningDataModule):
                 transform=train_tf if split == "train" else eval_tf,
                 loader=self.loaders.get(split, decode),
                 on_bad_image=config.on_bad_image,
+                # Evaluation batches carry each row's track (val/track_top1).
+                groups=(
+                    [group_of(s, key) for s in samples]
+                    if key is not None and split != "train"
+                    else None
+                ),
             )
             for split, samples in classed.rows.items()
         }

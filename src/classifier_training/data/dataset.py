@@ -11,8 +11,10 @@ from loguru import logger
 from PIL import Image
 from torch.utils.data import Dataset
 
+from classifier_training.core.groups import group_label
 from classifier_training.core.image_io import load_image
 from classifier_training.core.readers import DataError, Sample
+from classifier_training.core.tracks import track_rows
 from classifier_training.core.validation import BadImagePolicy
 from classifier_training.data.transforms import ResizeToInput
 from classifier_training.types import ClassificationSample
@@ -59,6 +61,12 @@ class JerseyNumberDataset(Dataset[ClassificationSample]):
             ``skip`` serves the next loadable row instead, warns once per row and
             records the row in :attr:`skipped_count`. Only loading is guarded:
             an error in the transform is a bug and is raised as is.
+        groups: The group (track) id of each row (``data.group_key``). When
+            given, every item also carries ``groups`` (the index of its track in
+            this split, tracks numbered in order of first appearance) and
+            ``group_labels`` (the class index of its track's true label,
+            :func:`~classifier_training.core.groups.group_label`), so the
+            track-level metrics can be computed from the batches alone.
     """
 
     def __init__(
@@ -68,6 +76,7 @@ class JerseyNumberDataset(Dataset[ClassificationSample]):
         transform: Transform | None = None,
         loader: ImageLoader | None = None,
         on_bad_image: BadImagePolicy = "error",
+        groups: Sequence[str] | None = None,
     ) -> None:
         unknown = sorted({s.label for s in samples} - set(class_to_idx))
         if unknown:
@@ -82,6 +91,22 @@ class JerseyNumberDataset(Dataset[ClassificationSample]):
         # had to skip and the parent counts distinct rows, not failures per epoch.
         self.skipped = torch.zeros(len(self.samples), dtype=torch.bool)
         self.skipped.share_memory_()  # type: ignore[no-untyped-call]
+        self.group_index: list[int] | None = None
+        self.group_targets: list[int] | None = None
+        if groups is not None:
+            self._index_groups(groups)
+
+    def _index_groups(self, groups: Sequence[str]) -> None:
+        """Each row's track index and its track's true class index."""
+        if len(groups) != len(self.samples):
+            raise ValueError(f"{len(groups)} group ids for {len(self.samples)} rows")
+        index = [0] * len(self.samples)
+        targets = [0] * len(self.samples)
+        for number, rows in enumerate(track_rows(groups).values()):
+            truth = self.class_to_idx[group_label(self.samples[i].label for i in rows)]
+            for i in rows:
+                index[i], targets[i] = number, truth
+        self.group_index, self.group_targets = index, targets
 
     def __len__(self) -> int:
         """Number of rows."""
@@ -117,7 +142,11 @@ class JerseyNumberDataset(Dataset[ClassificationSample]):
         """Load, transform and label row ``index``."""
         row, image = self._load(index)
         data = self.transform(image) if self.transform is not None else image
-        return {"images": data, "labels": self.targets[row]}  # type: ignore[typeddict-item]
+        item: ClassificationSample = {"images": data, "labels": self.targets[row]}  # type: ignore[typeddict-item]
+        if self.group_index is not None and self.group_targets is not None:
+            item["groups"] = self.group_index[row]
+            item["group_labels"] = self.group_targets[row]
+        return item
 
     def class_counts(self) -> Counter[int]:
         """Rows per class index."""

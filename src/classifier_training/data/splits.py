@@ -22,6 +22,11 @@ from classifier_training.core.readers import (
     split_known,
     too_few_classes,
 )
+from classifier_training.core.row_refs import (
+    check_row_list,
+    read_row_list,
+    without_rows,
+)
 from classifier_training.core.validation import BadImagePolicy, validate_dataset
 
 SplitRows = dict[str, list[Sample]]
@@ -135,3 +140,32 @@ def report_group_coverage(found: FoundSplits, key: str) -> None:
                 f"data.group_key={key}: {counts.missing} of {counts.rows} {split} "
                 "row(s) have no such metadata; each is a group of its own"
             )
+
+
+def leave_out_listed(
+    rows: SplitRows, found: FoundSplits, row_list: Path, data_root: Path
+) -> SplitRows:
+    """``rows`` without the train rows ``row_list`` names (``data.exclude_rows``).
+
+    Args:
+        rows: The rows to train on, per split (after the caches were built).
+        found: What the start-up validation found (the list is checked against
+            its train rows).
+        row_list: The row list file.
+        data_root: The dataset root the references are relative to.
+
+    Returns:
+        ``rows`` with the listed train rows left out.
+
+    Raises:
+        RowListError: If the file is unreadable or names a row that is not a
+            usable train row.
+    """
+    refs = read_row_list(row_list)
+    check_row_list(refs, found.rows["train"], data_root, row_list)
+    kept = without_rows(rows["train"], refs, data_root)
+    logger.info(
+        f"data.exclude_rows: left out {len(rows['train']) - len(kept)} train row(s) "
+        f"listed in {row_list}"
+    )
+    return {**rows, "train": kept}

@@ -15,6 +15,13 @@ from classifier_training.core.contract import DeploymentContract
 from classifier_training.core.errors import ClassifierError
 from classifier_training.core.metrics import cap_top_k
 from classifier_training.core.preprocessing import ImageInput, Preprocessor
+from classifier_training.core.tracks import (
+    DEFAULT_RULE,
+    AggregationRule,
+    TrackAnswer,
+    aggregate_track,
+    answer_tracks,
+)
 from classifier_training.inference.results import ClassScore, Prediction
 
 
@@ -157,3 +164,76 @@ class Classifier(ABC):
     ) -> list[Prediction]:
         """Classify an already preprocessed ``N x 3 x H x W`` float32 batch."""
         return self._results(self.predict_proba(batch), top_k, [None] * len(batch))
+
+    def probabilities(
+        self, images: Sequence[ImageInput], batch_size: int = 32
+    ) -> npt.NDArray[np.float64]:
+        """Calibrated ``N x C`` probabilities of images, ``batch_size`` at a time.
+
+        Args:
+            images: File paths or PIL images.
+            batch_size: Images per network call.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        table = np.zeros((len(images), self.num_classes), dtype=np.float64)
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            table[start : start + len(chunk)] = self.predict_proba(
+                self.preprocessor.batch(chunk)
+            )
+        return table
+
+    def predict_track(
+        self,
+        images: Sequence[ImageInput],
+        rule: AggregationRule = DEFAULT_RULE,
+        min_confidence: float = 0.0,
+        batch_size: int = 32,
+    ) -> TrackAnswer:
+        """One answer for the crops of one player track.
+
+        The crops' calibrated probabilities are aggregated by ``rule``
+        (:mod:`classifier_training.core.tracks`): illegible crops (``""`` most
+        probable) are left out, a track with no legible crop answers ``""``, and
+        below ``min_confidence`` the track abstains (``label`` is ``None``).
+
+        Args:
+            images: The track's crops (file paths or PIL images), one at least.
+            rule: ``logprob``, ``mean`` or ``vote``.
+            min_confidence: Abstain below this track confidence.
+            batch_size: Images per network call.
+
+        Returns:
+            The label, its confidence and the frames used.
+        """
+        if not images:
+            raise ValueError("a track needs one crop at least")
+        probs = self.probabilities(images, batch_size)
+        return aggregate_track(probs, self.class_names, rule, min_confidence)
+
+    def predict_tracks(
+        self,
+        images: Sequence[ImageInput],
+        track_ids: Sequence[str],
+        rule: AggregationRule = DEFAULT_RULE,
+        min_confidence: float = 0.0,
+        batch_size: int = 32,
+    ) -> dict[str, TrackAnswer]:
+        """One answer per track for crops of several tracks (see
+        :meth:`predict_track`).
+
+        Args:
+            images: Crops of any number of tracks, in any order.
+            track_ids: The track of each crop.
+            rule: ``logprob``, ``mean`` or ``vote``.
+            min_confidence: Abstain below this track confidence.
+            batch_size: Images per network call.
+
+        Returns:
+            Track id to answer, tracks in order of first appearance.
+        """
+        if len(track_ids) != len(images):
+            raise ValueError(f"{len(track_ids)} track ids for {len(images)} crops")
+        probs = self.probabilities(images, batch_size)
+        return answer_tracks(probs, self.class_names, track_ids, rule, min_confidence)

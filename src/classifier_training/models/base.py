@@ -20,7 +20,8 @@ from classifier_training.core.readers import MIN_CLASSES, display_name
 from classifier_training.models.mixing import BatchMixer, dominant_labels
 from classifier_training.models.optim import OptimizerFactory, SchedulerFactory
 from classifier_training.models.settings import ModelSettings
-from classifier_training.types import ClassificationBatch
+from classifier_training.models.track_metric import TrackTop1
+from classifier_training.types import ClassificationBatch, GroupedData
 
 
 class BaseClassificationModel(L.LightningModule, ABC):
@@ -127,6 +128,11 @@ class BaseClassificationModel(L.LightningModule, ABC):
         self.test_class_acc = MulticlassAccuracy(num_classes, average=None)
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        # One answer per track (val/track_top1), when the data has a group key.
+        self.val_track, self.test_track = TrackTop1(names), TrackTop1(names)
+        #: Whether validation and test log ``<stage>/track_top1``: set in
+        #: :meth:`setup` from the data module's ``group_key``.
+        self.track_metrics = False
         # Confusion matrix of the last finished validation/test epoch (rows: true).
         self.last_confusion: dict[str, torch.Tensor] = {}
 
@@ -175,6 +181,13 @@ class BaseClassificationModel(L.LightningModule, ABC):
             # deep copies (EMA, ONNX export) stay those of the plain network.
             self.network.compile()
             self._check_compiled_call = True
+
+    def setup(self, stage: str) -> None:
+        """Turn the track metrics on when the data module has a group key."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        self.track_metrics = (
+            isinstance(datamodule, GroupedData) and datamodule.group_key is not None
+        )
 
     # -- training ----------------------------------------------------------------
     def mixing_active(self, epoch: int, max_epochs: int | None) -> bool:
@@ -253,6 +266,10 @@ class BaseClassificationModel(L.LightningModule, ABC):
         getattr(self, f"{stage}_class_acc").update(logits, labels)
         getattr(self, f"{stage}_confusion").update(logits, labels)
         probs = logits.float().softmax(dim=1)
+        if self.track_metrics and "groups" in batch:
+            getattr(self, f"{stage}_track").update(
+                probs, batch["groups"], batch["group_labels"]
+            )
         confidence, preds = probs.max(dim=1)
         return {
             "preds": preds,
@@ -282,6 +299,8 @@ class BaseClassificationModel(L.LightningModule, ABC):
             getattr(self, f"{stage}_metrics").compute(), prog_bar=stage == "val"
         )
         getattr(self, f"{stage}_metrics").reset()
+        if self.track_metrics:
+            self.log(f"{stage}/track_top1", getattr(self, f"{stage}_track"))
         confusion: torch.Tensor = getattr(self, f"{stage}_confusion").compute()
         getattr(self, f"{stage}_confusion").reset()
         self.last_confusion[stage] = confusion.cpu()

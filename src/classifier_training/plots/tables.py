@@ -82,3 +82,10 @@ def print_evaluation(summary: Mapping[str, Any], top_k: int, console: Console) -
         f"{100 * summary['top5']:.2f}%  excluded rows "
         f"{summary['excluded_rows']['count']}"
     )
+    tracks = summary.get("tracks")
+    if tracks:
+        console.print(
+            f"track top-1 {100 * tracks['top1']:.2f}% over {tracks['num_tracks']} "
+            f"tracks (metadata.{tracks['key']}, {tracks['rule']}); frame top-1 "
+            f"{100 * tracks['frame_top1']:.2f}%"
+        )

@@ -2,7 +2,8 @@
 
 ``classifier-report FOLDER``: a training run folder (``metrics.json``) gets its
 ``report.html``; a ``classifier-evaluate`` folder (``summary.json``) gets the
-evaluation page; a sweep folder (Hydra's ``multirun/<date>/<time>``, a
+evaluation page; a label-audit folder (``label_issues.jsonl``) gets its
+``label_issues.html``; a sweep folder (Hydra's ``multirun/<date>/<time>``, a
 ``classifier-tune`` study) gets ``summary.csv``/``summary.html`` again.
 
 ``classifier-report --compare RUN_DIR RUN_DIR ... [-o PAGE]``: one page with the
@@ -20,9 +21,14 @@ import sys
 from pathlib import Path
 
 from classifier_training.core.errors import UsageError, run_command
-from classifier_training.core.run_files import METRICS_FILE, SUMMARY_FILE
+from classifier_training.core.run_files import (
+    LABEL_ISSUES_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+)
 from classifier_training.report.compare import build_compare_report
 from classifier_training.report.evaluation import build_evaluation_report
+from classifier_training.report.label_issues import build_label_issues_report
 from classifier_training.report.run import ReportError, build_run_report, read_json
 from classifier_training.report.runs import is_sweep_folder
 from classifier_training.report.sweep import print_sweep_summary, write_sweep_summary
@@ -32,21 +38,24 @@ ALL_FAILED_EXIT_CODE = 1
 
 
 def build_report(folder: Path) -> Path:
-    """Write the page that fits a run or evaluation folder; returns its path.
+    """Write the page that fits a run, evaluation or audit folder; returns its path.
 
     Raises:
-        ReportError: If ``folder`` is neither a run nor an evaluation folder.
+        ReportError: If ``folder`` is none of them.
     """
     if not folder.is_dir():
         raise ReportError(f"{folder}: folder not found")
     if (folder / METRICS_FILE).is_file():
         return build_run_report(folder)
+    if (folder / LABEL_ISSUES_FILE).is_file():
+        return build_label_issues_report(folder)
     summary = read_json(folder / SUMMARY_FILE)
     if summary:
         return build_evaluation_report(folder, summary)
     raise ReportError(
         f"{folder}: neither metrics.json (a training run), summary.json "
-        "(a classifier-evaluate folder) nor job folders (a sweep) found"
+        "(a classifier-evaluate folder), label_issues.jsonl (a label audit) nor "
+        "job folders (a sweep) found"
     )
 
 
@@ -54,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``classifier-report``; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="classifier-report",
-        description="Build report.html of a run or evaluation folder, the summary "
-        "of a sweep folder, or (--compare) one page comparing runs.",
+        description="Build report.html of a run or evaluation folder, the review "
+        "page of a label-audit folder, the summary of a sweep folder, or "
+        "(--compare) one page comparing runs.",
     )
     parser.add_argument(
         "folders",

@@ -13,6 +13,7 @@ from classifier_training.core.run_files import (
     MISTAKES_FILE,
     REPORT_FILE,
     SUMMARY_FILE,
+    WORST_TRACKS_FILE,
 )
 from classifier_training.report.html import esc, figure, fmt, page, pct, table
 from classifier_training.report.sections import (
@@ -31,6 +32,8 @@ EVALUATION_SECTIONS = (
     "calibration",
     "files",
 )
+#: The section added before ``files`` when the split was scored per track.
+TRACKS_SECTION = "tracks"
 
 
 def _overview(summary: Mapping[str, Any]) -> str:
@@ -77,6 +80,52 @@ def _calibration(summary: Mapping[str, Any]) -> str:
     )
 
 
+def _tracks(out_dir: Path, tracks: Mapping[str, Any]) -> str:
+    """Track top-1 beside frame top-1, the coverage table, the worst tracks."""
+    rows = [
+        ["group key", f"metadata.{tracks.get('key', '?')}"],
+        ["aggregation rule", str(tracks.get("rule", "-"))],
+        ["tracks", fmt(tracks.get("num_tracks"))],
+        ["rows without the key (a track each)", fmt(tracks.get("rows_without_key"))],
+        ["track top-1", pct(tracks.get("top1"))],
+        ["frame top-1", pct(tracks.get("frame_top1"))],
+    ]
+    if tracks.get("min_confidence"):
+        rows += [
+            [f"answered at >= {tracks['min_confidence']}", pct(tracks.get("coverage"))],
+            ["accuracy of the answered", pct(tracks.get("accuracy_answered"))],
+        ]
+    worst = tracks.get("worst") or []
+    worst_rows = [
+        [
+            w["track"],
+            w["truth"],
+            w["answer"] if w["answer"] is not None else f"({w['best']}, abstained)",
+            fmt(float(w["confidence"]), 3),
+            f"{w['frames_used']} / {w['frames']}",
+            w["first_row"],
+        ]
+        for w in worst
+    ]
+    header = ["track", "truth", "answer", "confidence", "legible / frames", "row"]
+    return (
+        table(["", ""], rows)
+        + '<p class="note">A track answers with its frames\' calibrated '
+        "probabilities combined by the rule; its truth is its most frequent "
+        "non-empty frame label. Below a threshold a track abstains "
+        "(<code>--min-confidence</code>).</p>"
+        + "<h3>risk-coverage per track</h3>"
+        + risk_coverage_table(tracks.get("risk_coverage") or [], unit="tracks")
+        + "<h3>worst tracks (wrong, most confident first)</h3>"
+        + (
+            figure(out_dir / WORST_TRACKS_FILE, "frames of the worst tracks")
+            + table(header, worst_rows, scroll=True)
+            if worst
+            else '<p class="note">every track answered right.</p>'
+        )
+    )
+
+
 def render_evaluation_report(out_dir: Path, summary: Mapping[str, Any]) -> str:
     """The HTML of an evaluation folder's page.
 
@@ -90,7 +139,7 @@ def render_evaluation_report(out_dir: Path, summary: Mapping[str, Any]) -> str:
     split = str(summary.get("split", "?"))
     files = [
         f'<li><a href="{name}">{name}</a></li>'
-        for name in (SUMMARY_FILE, CONFUSION_PNG, MISTAKES_FILE)
+        for name in (SUMMARY_FILE, CONFUSION_PNG, MISTAKES_FILE, WORST_TRACKS_FILE)
         if (out_dir / name).is_file()
     ]
     sections = [
@@ -105,6 +154,9 @@ def render_evaluation_report(out_dir: Path, summary: Mapping[str, Any]) -> str:
         ("calibration", "Calibration", _calibration(summary)),
         ("files", "Files", "<ul>" + "".join(files) + "</ul>"),
     ]  # fmt: skip
+    tracks = summary.get("tracks")
+    if isinstance(tracks, Mapping):
+        sections.insert(-1, (TRACKS_SECTION, "Tracks", _tracks(out_dir, tracks)))
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return page(
         f"Evaluation on {split}: top-1 {pct(summary.get('top1'))}",

@@ -96,8 +96,14 @@ def pct(value: object) -> str:
 
 def png_tag(data: bytes, alt: str) -> str:
     """An ``<img>`` with PNG bytes embedded as base64."""
+    return embedded_image(data, "image/png", alt)
+
+
+def embedded_image(data: bytes, mime: str, alt: str, css_class: str = "") -> str:
+    """An ``<img>`` with ``data`` (of type ``mime``) embedded as base64."""
     encoded = base64.b64encode(data).decode("ascii")
-    return f'<img src="data:image/png;base64,{encoded}" alt="{esc(alt)}">'
+    cls = f' class="{esc(css_class)}"' if css_class else ""
+    return f'<img{cls} src="data:{mime};base64,{encoded}" alt="{esc(alt)}">'
 
 
 def image_tag(path: Path, alt: str) -> str:

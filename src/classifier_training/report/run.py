@@ -135,8 +135,35 @@ def _metrics_section(metrics: dict[str, Any]) -> str:
     ]
     return (
         "<p class='note'>The best checkpoint (EMA weights) on each split.</p>"
+        + _leakage_note((metrics.get("data") or {}).get("leakage", "absent"))
         + table(header, rows)
         + table(["", ""], facts)
+    )
+
+
+def _leakage_note(leakage: Any) -> str:
+    """Say whether the accuracies below may be inflated by leaking splits."""
+    if leakage == "absent":  # a run from before the check existed
+        return ""
+    if leakage is None:
+        return "<p class='note'>Leakage across splits was not checked.</p>"
+    found = []
+    if leakage.get("near_duplicate_pairs"):
+        found.append(
+            f"{leakage['near_duplicate_pairs']} near-duplicate image pair(s) "
+            "across splits"
+        )
+    if leakage.get("group_leaks"):
+        found.append(
+            f"{leakage['group_leaks']} {leakage.get('group_key')} group(s) in "
+            "several splits"
+        )
+    if not found:
+        return "<p class='note'>No leakage found across splits.</p>"
+    return (
+        "<p class='bad'>These accuracies may be inflated: "
+        + esc(", ".join(found))
+        + " (<code>classifier-check-data</code> lists them).</p>"
     )
 
 

@@ -395,3 +395,21 @@ def first_line(text: str, limit: int = 300) -> str:
         if line.strip():
             return _SPACES.sub(" ", line.strip())[:limit]
     return ""
+
+
+def child_error_line(lines: Sequence[str], code: int) -> str:
+    """A finished command's one-line error, from the tail of its stderr.
+
+    Args:
+        lines: The last lines it wrote.
+        code: Its exit status.
+
+    Returns:
+        Its ``error: ...`` line (the project's commands end with one), else its
+        last non-empty line, prefixed with the exit status.
+    """
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return first_line(line.removeprefix("error: "))
+    last = next((first_line(line) for line in reversed(lines) if line.strip()), "")
+    return f"exit {code}: {last}" if last else f"exit {code}"

@@ -42,8 +42,13 @@ def per_class_table(per_class: Mapping[str, Mapping[str, Any]]) -> str:
     return note + table(header, rows, sortable=True, scroll=True, raw_values=values)
 
 
-def risk_coverage_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Accuracy and coverage when predictions under a confidence are refused."""
+def risk_coverage_table(rows: Sequence[Mapping[str, Any]], unit: str = "rows") -> str:
+    """Accuracy and coverage when predictions under a confidence are refused.
+
+    Args:
+        rows: The table (``threshold``, ``coverage``, ``kept``, ``accuracy``).
+        unit: What was answered: ``rows`` (frames) or ``tracks``.
+    """
     if not rows:
         return '<p class="note">no risk-coverage table recorded.</p>'
     body = [
@@ -55,7 +60,7 @@ def risk_coverage_table(rows: Sequence[Mapping[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    header = ["min confidence", "coverage", "rows answered", "accuracy (answered)"]
+    header = ["min confidence", "coverage", f"{unit} answered", "accuracy (answered)"]
     return table(header, body)
 
 

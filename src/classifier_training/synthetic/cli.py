@@ -33,6 +33,12 @@ With --degrade, OUT/test_degraded/ (same layout and classes as test/) holds
 crops rendered like broadcast video: low resolution, strong blur, sensor noise,
 low JPEG quality, and fonts and colours the other splits never use; the other
 splits stay byte-identical to a run without it.
+With --tracks, each split holds player tracks instead of independent crops: one
+player (number, kit colours, font) over several frames (--frames), each frame
+with its own pose, scale, blur, motion blur, noise, JPEG quality and occlusion,
+some with the number turned away (labelled ""); rows carry metadata.track_id
+(train with data.group_key=track_id) and metadata.frame; --per-class counts
+tracks; tracks never cross splits.
 OUT/synth_config.json records the configuration; OUT/.complete is written last.
 Re-running with the same arguments on a complete dataset is a no-op."""
 
@@ -61,6 +67,17 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
+
+
+def _int_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    try:
+        bounds = (int(low), int(high if sep else low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a count or a range LO-HI, got {text!r}"
+        ) from None
+    return bounds
 
 
 def _class_spec(text: str) -> tuple[str, ...]:
@@ -153,6 +170,24 @@ def build_parser() -> argparse.ArgumentParser:
             f"{defaults.degrade_jpeg_quality_range[1]}, unseen fonts and colours)"
         ),
     )
+    parser.add_argument(
+        "--tracks",
+        action="store_true",
+        default=defaults.tracks,
+        help=(
+            "write player tracks (several frames of one player, split by track) "
+            "instead of independent crops; --per-class counts tracks"
+        ),
+    )
+    frames_lo, frames_hi = defaults.track_frames_range
+    parser.add_argument(
+        "--frames",
+        dest="track_frames_range",
+        type=_int_range,
+        default=defaults.track_frames_range,
+        metavar="LO-HI",
+        help=f"frames per track with --tracks (default: {frames_lo}-{frames_hi})",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only print errors")
     return parser
 
@@ -183,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             overwrite=args.overwrite,
             degrade=args.degrade,
+            tracks=args.tracks,
+            track_frames_range=args.track_frames_range,
         )
         generate_dataset(config, log=log)
     except (SynthError, ValueError, OSError) as exc:

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from classifier_training.core.errors import ClassifierError
@@ -29,6 +30,7 @@ __all__ = [
     "DEGRADED_SPLIT",
     "GENERATOR_VERSION",
     "SPLITS",
+    "TRACK_PREFIX",
     "FloatRange",
     "SynthConfig",
     "SynthConfigError",
@@ -69,6 +71,8 @@ DEGRADED_FONTS: tuple[str, ...] = (
 _RUNTIME_FIELDS: frozenset[str] = frozenset({"out_dir", "workers", "overwrite"})
 # Prefix of the fields that only matter with ``degrade=True``.
 _DEGRADE_PREFIX = "degrade"
+TRACK_PREFIX = "track"
+"""Prefix of the fields that only matter with ``tracks=True`` (``tracks`` too)."""
 
 
 class SynthError(ClassifierError, RuntimeError):
@@ -99,6 +103,7 @@ def _within(low: float, high: float) -> AfterValidator:
 FloatRange = tuple[float, float]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 QualityRange = Annotated[tuple[int, int], _within(1, 100)]
+FrameRange = Annotated[tuple[int, int], _within(1, 10_000)]
 
 
 class SynthConfig(BaseModel):
@@ -164,6 +169,23 @@ class SynthConfig(BaseModel):
         degrade_blur_radius_range: Its ``blur_radius_range``.
         degrade_noise_std_range: Its ``noise_std_range``.
         degrade_jpeg_quality_range: Its ``jpeg_quality_range``.
+        tracks: Write player tracks instead of independent crops (see
+            :mod:`.tracks`): ``per_class`` (``eval_per_class``) tracks per class
+            in train (valid, test), each one player seen over several frames.
+            Cannot be combined with ``degrade``.
+        track_frames_range: Frames per track, an integer drawn from this range.
+        track_illegible_prob: Probability that a frame of a numbered track shows
+            no number (the player faces away; labelled ``""``).
+        track_scale_range: Each frame passes through this fraction of its size
+            (the player's distance): down-scaled, then scaled back up.
+        track_blur_radius_range: ``blur_radius_range`` of the track frames.
+        track_noise_std_range: ``noise_std_range`` of the track frames.
+        track_jpeg_quality_range: ``jpeg_quality_range`` of the track frames.
+        track_motion_blur_prob: Probability of motion blur on a frame.
+        track_motion_blur_range: Its length in pixels at 64 px crop height.
+        track_occlusion_prob: Probability that something (an arm, another
+            player) covers part of a frame's number.
+        track_occlusion_range: Share of the number's width it covers.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -208,11 +230,31 @@ class SynthConfig(BaseModel):
     degrade_blur_radius_range: Annotated[FloatRange, _within(0.0, 10.0)] = (0.3, 1.2)
     degrade_noise_std_range: Annotated[FloatRange, _within(0.0, 100.0)] = (4.0, 12.0)
     degrade_jpeg_quality_range: QualityRange = (10, 35)
+    tracks: bool = False
+    track_frames_range: FrameRange = (4, 12)
+    track_illegible_prob: Probability = 0.3
+    track_scale_range: Annotated[FloatRange, _within(0.05, 1.0)] = (0.35, 1.0)
+    track_blur_radius_range: Annotated[FloatRange, _within(0.0, 10.0)] = (0.0, 1.4)
+    track_noise_std_range: Annotated[FloatRange, _within(0.0, 100.0)] = (0.0, 10.0)
+    track_jpeg_quality_range: QualityRange = (25, 90)
+    track_motion_blur_prob: Probability = 0.3
+    track_motion_blur_range: Annotated[FloatRange, _within(0.0, 20.0)] = (1.5, 5.0)
+    track_occlusion_prob: Probability = 0.25
+    track_occlusion_range: Annotated[FloatRange, _within(0.0, 0.9)] = (0.15, 0.5)
 
     @field_validator("classes")
     @classmethod
     def _normalise_classes(cls, classes: tuple[str, ...]) -> tuple[str, ...]:
         return normalise_classes(classes)
+
+    @model_validator(mode="after")
+    def _tracks_or_degrade(self) -> SynthConfig:
+        if self.tracks and self.degrade:
+            raise ValueError(
+                "tracks and degrade cannot be combined: write the degraded crops "
+                "and the tracks to two folders"
+            )
+        return self
 
     @property
     def eval_per_class(self) -> int:
@@ -228,7 +270,7 @@ class SynthConfig(BaseModel):
         return (*SPLITS, DEGRADED_SPLIT) if self.degrade else SPLITS
 
     def per_class_counts(self) -> dict[str, int]:
-        """Images per class for each split in :attr:`splits`.
+        """Images (with ``tracks``: tracks) per class for each split in :attr:`splits`.
 
         Returns:
             Mapping ``split -> images per class``.
@@ -244,15 +286,17 @@ class SynthConfig(BaseModel):
 
         Returns:
             The config fields (minus ``out_dir``, ``workers`` and ``overwrite``,
-            and minus the ``degrade*`` fields when ``degrade`` is off, so such a
-            dataset is described as before the option existed) plus
-            ``generator_version``, with tuples converted to lists.
+            and minus the ``degrade*`` and ``track*`` fields when ``degrade`` and
+            ``tracks`` are off, so such a dataset is described as before the
+            options existed) plus ``generator_version``, with tuples converted to
+            lists.
         """
         data = {
             k: v
             for k, v in self.model_dump().items()
             if k not in _RUNTIME_FIELDS
             and (self.degrade or not k.startswith(_DEGRADE_PREFIX))
+            and (self.tracks or not k.startswith(TRACK_PREFIX))
         }
         data["generator_version"] = GENERATOR_VERSION
         normalised: dict[str, Any] = json.loads(json.dumps(data))
@@ -274,11 +318,13 @@ def synth_config(**values: Any) -> SynthConfig:
     try:
         return SynthConfig(**values)
     except ValidationError as error:
-        raise SynthConfigError(
-            "\n".join(
-                f"{'.'.join(map(str, item['loc']))}: "
-                f"{item['msg'].removeprefix('Value error, ')} "
-                f"(got {item.get('input')!r})"
-                for item in error.errors()
-            )
-        ) from None
+        raise SynthConfigError("\n".join(map(_error_line, error.errors()))) from None
+
+
+def _error_line(item: Any) -> str:
+    """One validation error: ``field: problem (got value)``; a rule across fields
+    (no field of its own) is its message alone."""
+    message = item["msg"].removeprefix("Value error, ")
+    if not item["loc"]:
+        return str(message)
+    return f"{'.'.join(map(str, item['loc']))}: {message} (got {item.get('input')!r})"

@@ -16,6 +16,7 @@ __all__ = [
     "Matrix",
     "Pose",
     "affine",
+    "bounding_box",
     "fit_scale",
     "matmul",
     "number_matrix",
@@ -81,7 +82,19 @@ def _inverse(m: Matrix) -> Matrix:
     return (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])
 
 
-def _bbox(m: Matrix, width: float, height: float) -> tuple[float, float, float, float]:
+def bounding_box(
+    m: Matrix, width: float, height: float
+) -> tuple[float, float, float, float]:
+    """The box ``(x0, y0, x1, y1)`` around a ``width x height`` image mapped by ``m``.
+
+    Args:
+        m: The homography.
+        width: Width of the source image.
+        height: Height of the source image.
+
+    Returns:
+        The bounding box of the four mapped corners.
+    """
     xs: list[float] = []
     ys: list[float] = []
     for x, y in ((0.0, 0.0), (width, 0.0), (width, height), (0.0, height)):
@@ -140,7 +153,7 @@ def fit_scale(m: Matrix, width: float, height: float, box: Box) -> float:
     Returns:
         The scale factor (above 1 when it already fits with room to spare).
     """
-    x0, y0, x1, y1 = _bbox(m, width, height)
+    x0, y0, x1, y1 = bounding_box(m, width, height)
     avail_w, avail_h = box[2] - box[0], box[3] - box[1]
     return min(avail_w / max(x1 - x0, 1e-6), avail_h / max(y1 - y0, 1e-6))
 
@@ -162,7 +175,7 @@ def place_in_box(
     """
     shrink = min(1.0, fit_scale(m, width, height, box))
     m = matmul(affine(shrink, 0, 0, 0, shrink, 0), m)
-    x0, y0, x1, y1 = _bbox(m, width, height)
+    x0, y0, x1, y1 = bounding_box(m, width, height)
     lo_x, hi_x = box[0] - x0, box[2] - x1
     lo_y, hi_y = box[1] - y0, box[3] - y1
     tx = rng.uniform(lo_x, hi_x) if hi_x > lo_x else (lo_x + hi_x) / 2

@@ -41,6 +41,7 @@ from classifier_training.synthetic.fonts import (
 )
 from classifier_training.synthetic.geometry import (
     Pose,
+    bounding_box,
     fit_scale,
     number_matrix,
     perspective_coeffs,
@@ -52,10 +53,22 @@ from classifier_training.synthetic.texture import (
     draw_logo,
     draw_stripes,
 )
+from classifier_training.synthetic.tracks import (
+    draw_occluder,
+    motion_blur,
+    track_config,
+)
 
-__all__ = ["Metadata", "fonts_for_split", "render_crop", "render_sample"]
+__all__ = [
+    "Metadata",
+    "fonts_for_split",
+    "render_crop",
+    "render_sample",
+    "render_track_frame",
+    "track_length",
+]
 
-Metadata = dict[str, str | bool]
+Metadata = dict[str, str | bool | int]
 """Per-image description stored in ``annotations.jsonl`` (colour names, font...)."""
 
 _SPLIT_IDS: dict[str, int] = {
@@ -63,9 +76,40 @@ _SPLIT_IDS: dict[str, int] = {
 }
 
 
+# Seeds of track generators carry this word, so they never meet a crop's seed.
+_TRACK_STREAM = 0x7472616B
+_KIT, _FRAME, _LENGTH = 1, 2, 3
+
+
+def _class_key(label: str) -> int:
+    return 0 if label == "" else int(label) + 1
+
+
 def _image_rng(seed: int, split: str, label: str, index: int) -> np.random.Generator:
-    class_key = 0 if label == "" else int(label) + 1
-    return np.random.default_rng([seed, _SPLIT_IDS[split], class_key, index])
+    return np.random.default_rng([seed, _SPLIT_IDS[split], _class_key(label), index])
+
+
+def _track_rng(
+    seed: int, split: str, label: str, track: int, *stream: int
+) -> np.random.Generator:
+    key = [seed, _SPLIT_IDS[split], _class_key(label), track, _TRACK_STREAM]
+    return np.random.default_rng([*key, *stream])
+
+
+def track_length(cfg: SynthConfig, split: str, label: str, track: int) -> int:
+    """Frames of track ``track`` of class ``label`` in ``split``.
+
+    Args:
+        cfg: Generation settings (``seed``, ``track_frames_range``).
+        split: One of :data:`SPLITS`.
+        label: The track's class.
+        track: Track index within its class and split.
+
+    Returns:
+        A number of frames within ``track_frames_range``.
+    """
+    lo, hi = cfg.track_frames_range
+    return int(_track_rng(cfg.seed, split, label, track, _LENGTH).integers(lo, hi + 1))
 
 
 def _stripe_color(
@@ -93,26 +137,36 @@ def _jersey(
     cfg: SynthConfig,
     size: tuple[int, int],
     palette: Palette,
+    kit: np.random.Generator | None = None,
 ) -> tuple[Image.Image, list[float], Metadata, str]:
     """Jersey colour, stripes and an optional background band at one side.
+
+    Args:
+        rng: The image's generator (the background band).
+        cfg: Generation settings.
+        size: Supersampled ``(width, height)``.
+        palette: The colours to draw from.
+        kit: The generator of the kit (colours, stripes); ``rng`` when ``None``.
+            A track replays one kit generator for each of its frames.
 
     Returns:
         The supersampled image, the free box for the number, the metadata so far
         and the palette name chosen for the number.
     """
+    kit = rng if kit is None else kit
     w, h = size
-    jersey_name = pick(rng, list(palette))
-    jersey = jitter(rng, palette[jersey_name], cfg.color_jitter)
-    number_name = pick_contrasting(rng, jersey_name, cfg.min_contrast, palette=palette)
+    jersey_name = pick(kit, list(palette))
+    jersey = jitter(kit, palette[jersey_name], cfg.color_jitter)
+    number_name = pick_contrasting(kit, jersey_name, cfg.min_contrast, palette=palette)
     img = Image.new("RGB", (w, h), jersey)
     draw = ImageDraw.Draw(img)
 
     stripes = "none"
-    if rng.random() < cfg.stripe_prob:
-        stripes = pick(rng, STRIPE_STYLES)
+    if kit.random() < cfg.stripe_prob:
+        stripes = pick(kit, STRIPE_STYLES)
         avoid = (jersey_name, number_name)
-        color = _stripe_color(rng, cfg, stripes, jersey, avoid, palette)
-        draw_stripes(draw, rng, stripes, color, (w, h))
+        color = _stripe_color(kit, cfg, stripes, jersey, avoid, palette)
+        draw_stripes(draw, kit, stripes, color, (w, h))
 
     # Free area for the number; a background band may occupy one side.
     margin = cfg.margin_frac * min(w, h) + cfg.supersample
@@ -151,27 +205,33 @@ def _draw_number(
     colors: tuple[str, str],
     box: Sequence[float],
     palette: Palette,
-) -> Metadata:
+    kit: np.random.Generator | None = None,
+) -> tuple[Metadata, tuple[float, float, float, float]]:
     """Draw ``label`` onto ``img`` fully inside ``box`` (x0, y0, x1, y1).
 
-    ``colors`` is ``(jersey, number)`` by palette name; returns the metadata of
-    the number (font and colours).
+    ``colors`` is ``(jersey, number)`` by palette name. The font, outline and
+    colours come from ``kit`` (``rng`` when ``None``), the pose and placement
+    from ``rng``.
+
+    Returns:
+        The metadata of the number (font and colours) and its bounding box.
     """
+    kit = rng if kit is None else kit
     jersey_name, number_name = colors
     w, h = img.size
-    font_name = pick(rng, list(fonts))
+    font_name = pick(kit, list(fonts))
     path = fonts[font_name]
-    outline = bool(rng.random() < cfg.outline_prob)
+    outline = bool(kit.random() < cfg.outline_prob)
     if outline:
-        stroke_frac = rng.uniform(*cfg.outline_width_range)
-        outline_name = pick(rng, outline_candidates(number_name, jersey_name, palette))
+        stroke_frac = kit.uniform(*cfg.outline_width_range)
+        outline_name = pick(kit, outline_candidates(number_name, jersey_name, palette))
     else:
         is_bold = "Bol" in font_name
         stroke_frac = 0.0 if is_bold else cfg.faux_bold_width
         outline_name = number_name
-    number_color = jitter(rng, palette[number_name], cfg.color_jitter)
+    number_color = jitter(kit, palette[number_name], cfg.color_jitter)
     outline_color = (
-        jitter(rng, palette[outline_name], cfg.color_jitter)
+        jitter(kit, palette[outline_name], cfg.color_jitter)
         if outline
         else number_color
     )
@@ -206,12 +266,13 @@ def _draw_number(
         img.paste(
             number_color, (0, 0, w, h), inner.transform((w, h), warp, coeffs, bicubic)
         )
-    return {
+    meta: Metadata = {
         "font": font_name,
         "number_color": number_name,
         "outline": outline,
         "outline_color": outline_name if outline else "none",
     }
+    return meta, bounding_box(m, tw, th)
 
 
 def _finish(
@@ -219,11 +280,14 @@ def _finish(
     cfg: SynthConfig,
     img: Image.Image,
     low_res: FloatRange | None,
+    motion: tuple[float, FloatRange] | None = None,
 ) -> tuple[Image.Image, int]:
     """Downsample, blur, shade, add noise and draw the JPEG quality.
 
     With ``low_res`` the crop first passes through a smaller size: down-scaled
-    by a factor drawn from that range, then scaled back up.
+    by a factor drawn from that range, then scaled back up. ``motion`` is the
+    probability and length range (pixels at 64 px) of a motion blur after the
+    blur.
     """
     out_w, out_h = img.width // cfg.supersample, img.height // cfg.supersample
     if low_res is not None:
@@ -236,6 +300,9 @@ def _finish(
     radius = rng.uniform(*cfg.blur_radius_range) * out_h / 64.0
     if radius > 0.05:
         img = img.filter(ImageFilter.GaussianBlur(radius))
+    if motion is not None and rng.random() < motion[0]:
+        length = rng.uniform(*motion[1]) * out_h / 64.0
+        img = motion_blur(img, length, rng.uniform(0.0, math.pi))
     # Fabric shading (smooth, so applying it after blurring is equivalent) + noise.
     shade = brightness_field(rng, cfg, out_w, out_h)
     arr = np.asarray(img, dtype=np.float32) * shade[:, :, None]
@@ -278,7 +345,8 @@ def render_crop(
     jersey_name = str(meta["jersey_color"])
     if label:
         colors = (jersey_name, number_name)
-        meta.update(_draw_number(img, rng, cfg, fonts, label, colors, box, palette))
+        number, _ = _draw_number(img, rng, cfg, fonts, label, colors, box, palette)
+        meta.update(number)
     elif rng.random() < cfg.logo_prob:
         logo_name = pick_contrasting(rng, jersey_name, 1.5, palette=palette)
         logo_color = jitter(rng, palette[logo_name], cfg.color_jitter)
@@ -286,6 +354,61 @@ def render_crop(
         meta["logo"] = True
     img, quality = _finish(rng, cfg, img, low_res)
     return img, quality, meta
+
+
+def render_track_frame(
+    cfg: SynthConfig,
+    fonts: Mapping[str, str],
+    split: str,
+    label: str,
+    track: int,
+    frame: int,
+) -> tuple[Image.Image, int, str, Metadata]:
+    """Render frame ``frame`` of a player track (recipe: :mod:`.tracks`).
+
+    Deterministic from ``(cfg.seed, split, label, track, frame)``: the kit from
+    the track's generator (replayed here), everything else from the frame's.
+
+    Args:
+        cfg: Generation settings (with ``tracks`` on).
+        fonts: Mapping ``stem -> font path``: :func:`fonts_for_split`.
+        split: One of :data:`SPLITS`.
+        label: The track's class: the player's number, or ``""`` for none.
+        track: Track index within its class and split.
+        frame: Frame index within the track.
+
+    Returns:
+        The RGB image, its JPEG quality, the frame's label (``""`` when the
+        number is not shown) and its metadata.
+    """
+    kit = _track_rng(cfg.seed, split, label, track, _KIT)
+    rng = _track_rng(cfg.seed, split, label, track, _FRAME, frame)
+    tcfg = track_config(cfg)
+    ss = tcfg.supersample
+    out_h = tcfg.image_size
+    out_w = max(8, round(out_h * rng.uniform(*tcfg.aspect_range)))
+    w, h = out_w * ss, out_h * ss
+    img, box, meta, number_name = _jersey(rng, tcfg, (w, h), PALETTE, kit=kit)
+    shown = bool(label) and rng.random() >= tcfg.track_illegible_prob
+    meta["occluder"] = "none"
+    if shown:
+        colors = (str(meta["jersey_color"]), number_name)
+        number, number_box = _draw_number(
+            img, rng, tcfg, fonts, label, colors, box, PALETTE, kit=kit
+        )
+        meta.update(number)
+        if rng.random() < tcfg.track_occlusion_prob:
+            meta["occluder"] = draw_occluder(
+                ImageDraw.Draw(img), rng, tcfg, number_box, (w, h)
+            )
+    elif kit.random() < tcfg.logo_prob:  # the front of the kit: its logo
+        logo_name = pick_contrasting(kit, str(meta["jersey_color"]), 1.5)
+        logo_color = jitter(kit, PALETTE[logo_name], tcfg.color_jitter)
+        draw_logo(ImageDraw.Draw(img), kit, tcfg, logo_color, (w, h))
+        meta["logo"] = True
+    motion = (tcfg.track_motion_blur_prob, tcfg.track_motion_blur_range)
+    img, quality = _finish(rng, tcfg, img, tcfg.track_scale_range, motion)
+    return img, quality, label if shown else "", meta
 
 
 def fonts_for_split(config: SynthConfig, split: str) -> dict[str, str]:

@@ -10,6 +10,10 @@ Layout written to ``config.out_dir``::
     test_degraded/...            # only with config.degrade (see .degraded)
     .complete                    # marker written last, holds the row counts
 
+With ``config.tracks`` each split holds player tracks instead (see
+:mod:`.tracks`): ``<split>/images/<track_id>_<frame>.jpg``, rows in track order,
+each with ``metadata.track_id`` and ``metadata.frame``.
+
 Images are rendered in worker processes; since every image seeds its own
 generator, the files are byte-identical for any number of workers.
 """
@@ -37,6 +41,13 @@ from classifier_training.synthetic.render import (
     Metadata,
     fonts_for_split,
     render_crop,
+    render_track_frame,
+    track_length,
+)
+from classifier_training.synthetic.tracks import (
+    TRACK_KEY,
+    frame_file_name,
+    track_id,
 )
 
 __all__ = [
@@ -65,7 +76,8 @@ _STALE_TMP_PATTERNS = (
     f"{MARKER_NAME}.tmp",
 )
 
-_Task = tuple[str, str, int, str]  # split, label, index, output path
+# split, label, index (of the crop or track), frame (None: a crop), output path
+_Task = tuple[str, str, int, int | None, str]
 _Fonts = dict[str, dict[str, str]]  # split -> font stem -> path
 _WORKER_STATE: dict[str, Any] = {}
 
@@ -75,13 +87,21 @@ def _init_worker(cfg: SynthConfig, fonts: _Fonts) -> None:
     _WORKER_STATE["fonts"] = fonts
 
 
-def _run_task(task: _Task) -> Metadata:
-    split, label, index, path = task
+def _run_task(task: _Task) -> tuple[str, Metadata]:
+    """Render and save one image; returns its row's label and metadata."""
+    split, label, index, frame, path = task
     cfg: SynthConfig = _WORKER_STATE["cfg"]
     fonts = _WORKER_STATE["fonts"][split]
-    image, quality, meta = render_crop(cfg, fonts, split, label, index)
+    if frame is None:
+        image, quality, meta = render_crop(cfg, fonts, split, label, index)
+        row_label = label
+    else:
+        image, quality, row_label, meta = render_track_frame(
+            cfg, fonts, split, label, index, frame
+        )
+        meta = {TRACK_KEY: track_id(split, label, index), "frame": frame, **meta}
     image.save(path, format="JPEG", quality=quality)
-    return meta
+    return row_label, meta
 
 
 def _file_name(label: str, index: int) -> str:
@@ -95,8 +115,14 @@ def _tasks(cfg: SynthConfig) -> list[_Task]:
         image_dir = cfg.out_dir / split / IMAGES_DIRNAME
         for label in cfg.classes:
             for index in range(counts[split]):
-                path = image_dir / _file_name(label, index)
-                tasks.append((split, label, index, str(path)))
+                if not cfg.tracks:
+                    path = image_dir / _file_name(label, index)
+                    tasks.append((split, label, index, None, str(path)))
+                    continue
+                track = track_id(split, label, index)
+                for frame in range(track_length(cfg, split, label, index)):
+                    path = image_dir / frame_file_name(track, frame)
+                    tasks.append((split, label, index, frame, str(path)))
     return tasks
 
 
@@ -159,7 +185,7 @@ def _chunksize(n_tasks: int, workers: int) -> int:
 
 def _iter_metadata(
     cfg: SynthConfig, fonts: _Fonts, tasks: list[_Task], workers: int
-) -> Iterator[Metadata]:
+) -> Iterator[tuple[str, Metadata]]:
     if workers <= 1:
         _init_worker(cfg, fonts)
         yield from map(_run_task, tasks)
@@ -221,17 +247,19 @@ def generate_dataset(
         (out / split / IMAGES_DIRNAME).mkdir(parents=True, exist_ok=True)
     tasks = _tasks(config)
     workers = min(config.workers or default_workers(), max(1, len(tasks)))
+    unit = "tracks" if config.tracks else "images"
     emit(
         f"rendering {len(tasks)} images ({len(config.classes)} classes, "
-        f"{config.per_class_counts()} per class) with {workers} worker(s) to {out}"
+        f"{config.per_class_counts()} {unit} per class) with {workers} worker(s) "
+        f"to {out}"
     )
 
     rows: dict[str, list[str]] = {split: [] for split in config.splits}
-    for (split, label, index, _), meta in zip(
+    for (split, _, _, _, path), (label, meta) in zip(
         tasks, _iter_metadata(config, fonts, tasks, workers), strict=True
     ):
         row = {
-            "image": f"{IMAGES_DIRNAME}/{_file_name(label, index)}",
+            "image": f"{IMAGES_DIRNAME}/{Path(path).name}",
             "prefix": PREFIX,
             "suffix": label,
             "metadata": meta,
