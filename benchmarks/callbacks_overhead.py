@@ -35,7 +35,6 @@ from typing import Any
 
 import lightning as L
 from hydra import compose, initialize_config_module
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 
 import classifier_training.models  # noqa: F401  (registers model configs)
@@ -47,6 +46,7 @@ from classifier_training.train import (
     register_configs,
     silence_known_noise,
 )
+from classifier_training.training.builders import build_trainer
 
 
 def artifact_callbacks() -> tuple[str, ...]:
@@ -171,10 +171,10 @@ def run(
     ):
         if name in ARTIFACT_CALLBACKS:
             clock.wrap(callback, name)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=[*callbacks, timer],
-        logger=False,
+    trainer = build_trainer(
+        cfg,
+        [*callbacks, timer],
+        [],
         enable_progress_bar=False,
         enable_model_summary=False,
     )

@@ -36,7 +36,6 @@ from typing import Any
 import lightning as L
 import torch
 from hydra import compose, initialize_config_module
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from classifier_training.config import load_data_config
@@ -49,6 +48,7 @@ from classifier_training.train import (
     resolve_data_values,
     silence_known_noise,
 )
+from classifier_training.training.builders import build_trainer
 
 PRESETS = ("digits", "broadcast", "digits+mixcut", "none", "natural")
 #: Batch-level options a preset name can carry: ``digits+mixcut``.
@@ -136,10 +136,10 @@ def train_once(
     L.seed_everything(seed, workers=True)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=[],
-        logger=False,
+    trainer = build_trainer(
+        cfg,
+        [],
+        [],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,

@@ -46,7 +46,6 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
 from rich.console import Console
@@ -72,6 +71,7 @@ from classifier_training.train import (
     resolve_data_values,
     silence_known_noise,
 )
+from classifier_training.training.builders import build_trainer
 
 TARGET = 0.9
 #: ``--modes``: the framework's data-path settings for each.
@@ -166,10 +166,10 @@ def run_framework(
     datamodule = build_datamodule(cfg)
     model = build_model(cfg, datamodule)
     timer = StepTimer(args.warmup)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=[timer],
-        logger=False,
+    trainer = build_trainer(
+        cfg,
+        [timer],
+        [],
         max_epochs=1,
         limit_val_batches=0,
         num_sanity_val_steps=0,

@@ -8,7 +8,13 @@ import pytest
 
 from classifier_training.training.builders import register_configs
 from tests.helpers import make_folder_dataset, make_jsonl_dataset
-from tests.inference_support import TrainedRun, build_color_model, build_trained_run
+from tests.inference_support import (
+    LearnedDemo,
+    TrainedRun,
+    build_color_model,
+    build_learned_demo,
+    build_trained_run,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,3 +46,10 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
 def color_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``model.onnx`` whose class is the brightest channel (blue, green, red)."""
     return build_color_model(tmp_path_factory.mktemp("color_model"))
+
+
+@pytest.fixture(scope="session")
+def learned_demo(tmp_path_factory: pytest.TempPathFactory) -> LearnedDemo:
+    """A demo run that has learned ten digit classes, with ``model.int8.onnx``
+    (for the slow tests: its training takes about a minute)."""
+    return build_learned_demo(tmp_path_factory.mktemp("learned_demo"))

@@ -3,16 +3,14 @@
 The run-level tests elsewhere use a two-epoch run that is barely better than
 chance, where "calibration helps" cannot be asserted. This one trains the demo
 recipe (``train_demo``: ResNet18 from scratch, EMA, label smoothing) on ten classes
-of the built-in synthetic jerseys until test top-1 is well above chance, then checks
+of the built-in synthetic jerseys until test top-1 is well above chance (the
+session's ``learned_demo``, shared with the int8 agreement test), then checks
 what a user relies on: the temperature fitted on validation lowers the expected
 calibration error on the held-out test split, and the stored temperature is the one
 the deployment applies.
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,29 +19,15 @@ from classifier_training.core.calibration import expected_calibration_error, sof
 from classifier_training.core.contract import read_labels_mapping
 from classifier_training.core.readers import read_jsonl_split
 from classifier_training.inference.onnx_classifier import ONNXClassifier
-from classifier_training.synthetic import SynthConfig, generate_dataset
-from tests.helpers import run_train
-
-CLASSES = tuple(str(digit) for digit in range(10))
+from tests.inference_support import LearnedDemo
 
 
 @pytest.mark.slow
-def test_temperature_lowers_test_ece_on_a_trained_demo(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    generate_dataset(
-        SynthConfig(out_dir=data, per_class=200, image_size=32, classes=CLASSES),
-        log=lambda _: None,
-    )
-    out = tmp_path / "run"
-    run_train(
-        tmp_path,
-        f"data.data_root={data}",
-        f"hydra.run.dir={out}",
-        "data.image_size=32",
-        "trainer.max_epochs=8",
-        "~callbacks.rich_progress_bar",
-    )
-    metrics = json.loads((out / "metrics.json").read_text())
+def test_temperature_lowers_test_ece_on_a_trained_demo(
+    learned_demo: LearnedDemo,
+) -> None:
+    data, out = learned_demo.data_root, learned_demo.run_dir
+    metrics = learned_demo.metrics
     # A model that has learned the task (chance is 0.10; measured 0.86).
     assert metrics["test"]["acc_top1"] >= 0.6
     calibration = metrics["calibration"]

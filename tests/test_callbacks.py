@@ -15,7 +15,6 @@ import onnxruntime as ort
 import pytest
 import torch
 from hydra import compose, initialize_config_module
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
@@ -44,6 +43,7 @@ from classifier_training.callbacks.visualization import choose_fixed_indices
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.export import main as export_main
 from classifier_training.train import build_callbacks, build_datamodule, build_model
+from classifier_training.training.builders import build_trainer
 from classifier_training.types import TrainingData
 from tests.helpers import make_jsonl_dataset
 
@@ -115,10 +115,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     model = build_model(cfg, datamodule)
     callbacks = build_callbacks(cfg)
     probe = SanityProbe(out)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=[*callbacks, probe],
-        logger=CSVLogger(out, name="", version=""),
+    trainer = build_trainer(
+        cfg,
+        [*callbacks, probe],
+        [CSVLogger(out, name="", version="")],
         enable_progress_bar=False,
         enable_model_summary=False,
     )

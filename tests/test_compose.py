@@ -16,7 +16,6 @@ import torch
 import yaml
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,6 +27,7 @@ from classifier_training.train import (
     build_loggers,
     build_model,
 )
+from classifier_training.training.builders import build_trainer
 from tests.helpers import make_jsonl_dataset
 
 CONF = Path(__file__).resolve().parents[1] / "src/classifier_training/conf"
@@ -97,7 +97,7 @@ def instantiate_all(cfg: DictConfig) -> None:
     callbacks = build_callbacks(cfg, with_loggers=bool(loggers))
     if not loggers:
         assert not any(isinstance(c, LearningRateMonitor) for c in callbacks)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = build_trainer(cfg, callbacks, loggers)
     assert trainer.max_epochs == cfg.trainer.max_epochs
 
 

@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import (
     LightningEnvironment,
     SLURMEnvironment,
@@ -47,6 +46,7 @@ from classifier_training.inference.evaluate import main as evaluate_main
 from classifier_training.models import ImageClassifier
 from classifier_training.train import effective_batch
 from classifier_training.train import train as run_training
+from classifier_training.training.builders import build_trainer
 from tests.helpers import class_image, make_jsonl_dataset, run_train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,7 +154,7 @@ def ddp_trainer(extra: list[str], output_dir: Path) -> object:
             *extra,
         ],
     )  # fmt: skip
-    return instantiate(cfg.trainer, logger=False, callbacks=[])
+    return build_trainer(cfg, [], [])
 
 
 TORCHRUN_ENV = {

@@ -68,8 +68,13 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         build_model,
         build_trainer,
         find_checkpoint_callback,
+        precision_choice,
         processes_per_machine,
         set_effective_batch,
+    )
+    from classifier_training.training.deployment import (
+        export_after_fit,
+        prepare_export,
     )
     from classifier_training.training.postfit import (
         EvalLogits,
@@ -112,6 +117,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     )
     model = build_model(cfg, datamodule)
     batch = set_effective_batch(model, trainer, datamodule.config.batch_size)
+    export = prepare_export(cfg, output_dir, Path(datamodule.config.data_root))
     if trainer.is_global_zero:
         point_latest_at(output_dir, cfg.get("paths", {}).get("latest"))
     with resume_hint_on_interrupt(trainer, callbacks):
@@ -123,8 +129,13 @@ def train(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
             eval_logits.splits, datamodule, Path(best) if best else None, output_dir
         )
         add_post_fit(metrics, post_fit)
+        metrics["export"] = export_after_fit(export, Path(best) if best else None)
     metrics.update(run_facts(trainer, datamodule, batch, best, started))
     metrics["data"]["leakage"] = leakage
+    metrics["training_precision"] = {
+        **precision_choice(cfg).to_json(),
+        "channels_last": model.use_channels_last,
+    }
     if trainer.is_global_zero:
         publish_results(metrics, output_dir, loggers)
     return metrics

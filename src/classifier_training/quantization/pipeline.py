@@ -56,7 +56,15 @@ REDUCED_PRECISIONS = ("int8", "fp16")
 
 
 class GuardRefusedError(ClassifierError):
-    """The accuracy guard refused a file (the message holds the figures)."""
+    """The accuracy guard refused a file (the message holds the figures).
+
+    Attributes:
+        record: The refused file's entry in ``export_summary.json``.
+    """
+
+    def __init__(self, message: str, record: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.record = record
 
 
 @dataclass(frozen=True)
@@ -327,7 +335,8 @@ def export_precision(
         if not guard.passed:
             out.unlink(missing_ok=True)
             raise GuardRefusedError(
-                f"{out}: refused by the accuracy guard, not kept: {guard.describe()}"
+                f"{out}: refused by the accuracy guard, not kept: {guard.describe()}",
+                record,
             )
     return PrecisionExport(out, guard, record)
 

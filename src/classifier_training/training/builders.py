@@ -30,7 +30,13 @@ from classifier_training.core.errors import ClassifierError
 from classifier_training.data.datamodule import ImageFolderDataModule
 from classifier_training.models.base import BaseClassificationModel
 from classifier_training.models.factory import default_normalization, network_name
+from classifier_training.training.deployment import ExportSettings
 from classifier_training.training.messages import LogIntervalFromEpoch
+from classifier_training.training.precision import (
+    AUTO,
+    PrecisionChoice,
+    training_precision,
+)
 from classifier_training.utils.hydra import register_settings
 
 
@@ -39,7 +45,8 @@ def register_configs() -> None:
 
     ``data/base`` holds every ``DataModuleConfig`` default (``mean``/``std`` null:
     the model's own, see :func:`resolve_data_values`); ``transforms/digits``
-    holds the ``TransformsConfig`` defaults, placed at ``data.transforms``. The
+    holds the ``TransformsConfig`` defaults, placed at ``data.transforms``;
+    ``export/default`` the ``ExportSettings`` ones (deployment precisions). The
     model options (``model/<name>``) are stored by their classes' ``@register``
     when :mod:`classifier_training.models` is loaded. Call it before composing a
     config (``classifier-train`` does); calling it again stores the same nodes.
@@ -51,6 +58,7 @@ def register_configs() -> None:
     register_settings(
         "transforms", "digits", TransformsConfig, package="data.transforms"
     )
+    register_settings("export", "default", ExportSettings)
 
 
 def resolve_data_values(cfg: DictConfig) -> dict[str, Any]:
@@ -188,15 +196,37 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
 
 
 def build_trainer(
-    cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]
+    cfg: DictConfig,
+    callbacks: list[Callback],
+    loggers: list[Logger],
+    **overrides: Any,
 ) -> L.Trainer:
-    """Instantiate ``cfg.trainer`` with the run's callbacks and loggers."""
+    """Instantiate ``cfg.trainer`` with the run's callbacks and loggers.
+
+    ``trainer.precision=auto`` becomes this machine's choice
+    (:func:`~classifier_training.training.precision.training_precision`), said
+    once by rank 0. ``overrides`` are further ``Trainer`` arguments.
+    """
+    if "precision" not in overrides:
+        choice = precision_choice(cfg)
+        if choice.requested == AUTO and is_rank_zero():
+            logger.info(choice.describe())
+        overrides["precision"] = choice.precision
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=[*callbacks, LogIntervalFromEpoch()],
         logger=loggers or False,
+        **overrides,
     )
     return trainer
+
+
+def precision_choice(cfg: DictConfig) -> PrecisionChoice:
+    """``cfg.trainer.precision`` resolved for this machine (see :mod:`.precision`)."""
+    return training_precision(
+        str(cfg.trainer.get("precision", "32-true")),
+        str(cfg.trainer.get("accelerator", "auto")),
+    )
 
 
 def find_checkpoint_callback(callbacks: list[Callback]) -> ModelCheckpoint:
