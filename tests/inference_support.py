@@ -193,7 +193,9 @@ def build_learned_demo(base: Path) -> LearnedDemo:
         # int8 file must be kept to measure agreement, and one of the 400 val
         # rows is 0.25 point (benchmarks/README.md, Inference).
         "export.max_drop=2.0",
-        "~callbacks.rich_progress_bar",
+        # The model and its ONNX files only: the artifact callbacks draw, they do
+        # not change what is learned.
+        "callbacks=[model_checkpoint,ema,onnx_export]",
         extra_env={"PYTHONPATH": str(REPO / "src")},
     )
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -171,7 +171,7 @@ FAST = [
     "data.num_workers=0",
     "trainer.max_epochs=2",
     "trainer.precision=32-true",
-    "~callbacks.rich_progress_bar",
+    "callbacks=[model_checkpoint,last_checkpoint,sampler_distribution]",  # no plots
 ]
 
 
