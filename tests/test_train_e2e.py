@@ -301,6 +301,11 @@ def test_ctrl_c_prints_the_resume_command_and_resuming_keeps_the_history(
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # A process started with SIGINT ignored keeps ignoring it, and pytest's
+        # process may have been left so by an earlier in-process interrupt
+        # (Lightning ignores Ctrl-C while it shuts down): start the child as a
+        # terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     last = out / "checkpoints" / "last.ckpt"
 
